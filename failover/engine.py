@@ -1,0 +1,149 @@
+"""The election: a pure function from what is known to what should be.
+
+``decide()`` reads no clock, does no I/O and keeps no globals: the same inputs give the same
+decision. Rules, in the order they apply for one domain:
+
+1. An active manual override wins: its region is primary, healthy or not (the ``promote``
+   command refuses an unhealthy region unless forced; the engine obeys what was stored).
+2. First election: the best healthy, undrained region by priority (lower wins), but only
+   once every better region has a verdict: we never publish a guess at start-up.
+3. The current primary stays while it is healthy and undrained. With ``failback: auto`` a
+   better region takes over again once it has been healthy for ``failback_after``.
+4. When the primary is down (or drained), the best healthy undrained region takes over,
+   unless the hold-down since the last change has not elapsed or the hourly budget of
+   automatic changes is spent. A drain is an operator's act and skips both.
+5. When no region can take over, the current primary stays (fail static) and we say so.
+
+The secondary is the best healthy undrained region other than the primary, if any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from failover.model import Decision, DomainState, Override, RegionHealth, Status
+from failover.policy import Election, Region
+from failover.policy import format_duration as fmt
+
+HOUR = 3600.0
+
+
+def _rank(regions: Sequence[Region]) -> list[Region]:
+    return sorted(regions, key=lambda r: (r.priority, r.name))
+
+
+def _status(health: Mapping[str, RegionHealth], region: str) -> Status:
+    verdict = health.get(region)
+    return verdict.status if verdict else Status.UNKNOWN
+
+
+def _why(health: Mapping[str, RegionHealth], region: str) -> str:
+    verdict = health.get(region)
+    return verdict.reason if verdict else "no verdict yet"
+
+
+def decide(
+    domain: str,
+    regions: Sequence[Region],
+    current: DomainState | None,
+    health: Mapping[str, RegionHealth],
+    drained: frozenset[str],
+    override: Override | None,
+    rules: Election,
+    now: float,
+) -> Decision:
+    state = current or DomainState(domain=domain)
+    recent = tuple(t for t in state.failovers if now - t < HOUR)
+    state = replace(state, failovers=recent)
+    ranked = _rank(regions)
+    candidates = [r.name for r in ranked if _status(health, r.name) is Status.UP and r.name not in drained]
+
+    def secondary_for(primary: str | None) -> str | None:
+        return next((name for name in candidates if name != primary), None)
+
+    def outcome(kind: str, reason: str, primary: str | None, automatic: bool = False) -> Decision:
+        moved = primary != state.primary
+        new = replace(
+            state,
+            primary=primary,
+            secondary=secondary_for(primary),
+            epoch=state.epoch + 1 if moved else state.epoch,
+            changed_at=now if moved else state.changed_at,
+            failovers=recent + (now,) if moved and automatic else recent,
+            reason=reason,
+        )
+        return Decision(kind=kind, reason=reason, state=new, changed=moved)
+
+    # 1. manual override
+    if override is not None and override.active(now):
+        note = "" if _status(health, override.region) is Status.UP else (
+            f" ({override.region} is {_status(health, override.region)}: {_why(health, override.region)})"
+        )
+        until = f" until {override.until:.0f}" if override.until is not None else ""
+        reason = f"{override.region} pinned by {override.by}{until}: {override.reason}{note}"
+        return outcome("override", reason, override.region)
+
+    # 2. first election
+    if state.primary is None:
+        for region in ranked:
+            status = _status(health, region.name)
+            if region.name in drained or status is Status.DOWN:
+                continue
+            if status is Status.UNKNOWN:
+                return outcome("waiting", f"waiting for a first verdict on {region.name}", None)
+            return outcome("elected", f"{region.name} elected ({_why(health, region.name)})", region.name)
+        return outcome("waiting", "no region is healthy yet; publishing nothing", None)
+
+    primary = state.primary
+    status = _status(health, primary)
+    held_until = (state.changed_at or -HOUR) + rules.hold_down
+    budget_spent = len(recent) >= rules.max_failovers_per_hour
+
+    # 3. primary healthy: keep, or fail back
+    if status is not Status.DOWN and primary not in drained:
+        if rules.failback == "auto":
+            best = candidates[0] if candidates else None
+            better = best is not None and best != primary and _rank_of(ranked, best) < _rank_of(ranked, primary)
+            if better and best is not None:
+                healthy_for = now - (health[best].since or now)
+                if healthy_for < rules.failback_after:
+                    return outcome("keep", f"{primary} kept; {best} healthy for {fmt(healthy_for)}, "
+                                           f"fails back after {fmt(rules.failback_after)}", primary)
+                if now < held_until:
+                    return outcome("hold", f"{primary} kept; failback to {best} held down until {held_until:.0f}", primary)
+                if budget_spent:
+                    return outcome("hold", f"{primary} kept; failback to {best} refused: "
+                                           f"{len(recent)} automatic changes in the last hour", primary)
+                return outcome("failback", f"{best} healthy for {fmt(healthy_for)}; failback from {primary}",
+                               best, automatic=True)
+        word = "unknown" if status is Status.UNKNOWN else "healthy"
+        return outcome("keep", f"no action: {primary} is primary and {word} ({_why(health, primary)})", primary)
+
+    # 4. primary down or drained
+    cause = f"{primary} drained" if primary in drained and status is not Status.DOWN else (
+        f"{primary} down ({_why(health, primary)})")
+    target = secondary_for(primary)
+    if target is None:
+        return outcome("fail_static", f"{cause}; no healthy region to take over: keeping {primary} (fail static)",
+                       primary)
+    if primary not in drained:
+        if now < held_until:
+            return outcome("hold", f"{cause}; hold-down keeps {primary} until {held_until:.0f}", primary)
+        if budget_spent:
+            return outcome("hold", f"{cause}; failover budget spent ({len(recent)} in the last hour): "
+                                   f"keeping {primary}", primary)
+    return outcome("failover", f"{cause}; {target} elected", target, automatic=primary not in drained)
+
+
+def _rank_of(ranked: Sequence[Region], name: str) -> int:
+    return next(i for i, region in enumerate(ranked) if region.name == name)
+
+
+def effective_override(overrides: Mapping[str, Override], domain: str, now: float) -> Override | None:
+    """The domain's own override beats a service-wide one ("*"); expired ones do not count."""
+    for key in (domain, "*"):
+        found = overrides.get(key)
+        if found is not None and found.active(now):
+            return found
+    return None

@@ -1,0 +1,89 @@
+"""Rise/fall state machines and region verdicts. Pure: the caller passes the clock in.
+
+A check on a gateway starts UNKNOWN and needs ``rise`` successes in a row to be UP or
+``fall`` failures in a row to be DOWN; after that one lost packet moves nothing. A gateway is
+UP for a domain when all its checks are UP, DOWN when any is DOWN. A region is UP for a domain
+when at least ``min_healthy_gateways`` of its gateways are UP, DOWN when that can no longer be
+true even if every UNKNOWN gateway came up, and UNKNOWN in between (start-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from failover.model import ProbeResult, RegionHealth, Status, Streak
+
+
+def advance(streak: Streak, result: ProbeResult, rise: int, fall: int, now: float) -> Streak:
+    successes = streak.successes + 1 if result.ok else 0
+    failures = 0 if result.ok else streak.failures + 1
+    status = streak.status
+    if result.ok and status is not Status.UP and successes >= rise:
+        status = Status.UP
+    elif not result.ok and status is not Status.DOWN and failures >= fall:
+        status = Status.DOWN
+    since = now if status is not streak.status else streak.since
+    return Streak(status, successes, failures, since, result.reason, result.latency, result.warning)
+
+
+def gateway_status(checks: Iterable[Streak]) -> Status:
+    statuses = [s.status for s in checks]
+    if any(s is Status.DOWN for s in statuses):
+        return Status.DOWN
+    if statuses and all(s is Status.UP for s in statuses):
+        return Status.UP
+    return Status.UNKNOWN
+
+
+def region_health(
+    region: str,
+    gateways: Mapping[str, tuple[Status, str]],  # gateway -> (status, reason of its worst check)
+    min_healthy: int,
+    previous: RegionHealth | None,
+    now: float,
+) -> RegionHealth:
+    total = len(gateways)
+    up = sum(1 for status, _ in gateways.values() if status is Status.UP)
+    unknown = sum(1 for status, _ in gateways.values() if status is Status.UNKNOWN)
+    if up >= min_healthy:
+        status = Status.UP
+    elif up + unknown < min_healthy:
+        status = Status.DOWN
+    else:
+        status = Status.UNKNOWN
+    failing = [f"{gw}: {why}" for gw, (st, why) in sorted(gateways.items()) if st is Status.DOWN]
+    if status is Status.UP:
+        reason = f"{up}/{total} gateways up"
+    elif status is Status.DOWN:
+        reason = f"{total - up}/{total} gateways failing ({'; '.join(failing)})"
+    else:
+        reason = f"{up}/{total} gateways up, {unknown} not yet known"
+    since = previous.since if previous and previous.status is status else now
+    return RegionHealth(region, status, up, total, since, reason)
+
+
+def quorum_verdict(views: Mapping[str, RegionHealth], quorum: int | None = None) -> RegionHealth:
+    """Merge observers' views of one region: DOWN only when a quorum of them sees it DOWN.
+
+    ``quorum`` defaults to a majority of the observers that reported. One observer with a
+    broken network therefore cannot move traffic; with a single observer its view is the vote.
+    """
+    if not views:
+        raise ValueError("no observer has reported on this region")
+    need = quorum if quorum is not None else len(views) // 2 + 1
+    ordered = sorted(views.items())
+    down = [(o, v) for o, v in ordered if v.status is Status.DOWN]
+    up = [(o, v) for o, v in ordered if v.status is Status.UP]
+    if len(down) >= need:
+        base = down[0][1]
+        since = max(v.since or 0.0 for _, v in down)
+        seen = ", ".join(o for o, _ in down)
+        suffix = f" [seen by {len(down)}/{len(views)}: {seen}]" if len(views) > 1 else ""
+        return RegionHealth(base.region, Status.DOWN, base.up, base.total, since, base.reason + suffix)
+    if up:
+        base = up[0][1]
+        since = min(v.since or 0.0 for _, v in up)
+        return RegionHealth(base.region, Status.UP, base.up, base.total, since, base.reason)
+    base = ordered[0][1]
+    reason = f"no quorum: {len(down)}/{len(views)} observers see it down, none up"
+    return RegionHealth(base.region, Status.UNKNOWN, base.up, base.total, None, reason)

@@ -1,0 +1,473 @@
+"""The policy file: its model (pydantic v2), loading with operator-friendly errors, and schema.
+
+One service per file. Durations are strings (``500ms``, ``2s``, ``5m``, ``1h``, ``14d``) and
+are held as float seconds. Secrets are never in the file: blocks name environment variables
+(``secret_env``, ``token_env``, ``webhook_env``), resolved only when used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from failover.errors import PolicyError, UsageError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+DURATION_PATTERN = r"^\d+(\.\d+)?(ms|s|m|h|d)$"
+
+
+def parse_duration(value: object) -> float:
+    """``"2s"`` -> 2.0. Bare numbers are refused: a unit makes the file readable."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f"a duration is a string such as '500ms', '2s', '5m', '1h', '14d'; got {value!r}")
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"'{value}' is not a duration: use e.g. '500ms', '2s', '5m', '1h', '14d'")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds * 1000)}ms"
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(lambda v: _positive(parse_duration(v))),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "description": "> 0"}),
+]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _check_ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IPv4 or IPv6 address") from None
+
+
+IPAddress = Annotated[str, BeforeValidator(lambda v: _check_ip(str(v)))]
+
+
+def _host_port(value: str, default_port: int) -> tuple[str, int]:
+    """``"127.0.0.1:5353"``, ``"[::1]:53"`` or ``"ns1"`` -> (host, port)."""
+    text = value.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":") or str(default_port)
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, str(default_port)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"'{value}' is not host:port")
+    return host, int(port)
+
+
+class Strict(BaseModel):
+    """Rejects unknown keys, naming the closest valid key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(cls.model_fields) | {
+                f.alias for f in cls.model_fields.values() if f.alias
+            }
+            for key in data:
+                if key not in known:
+                    close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    valid = ", ".join(sorted(known))
+                    raise ValueError(f"unknown key '{key}'{hint}; valid keys: {valid}")
+        return data
+
+
+class Gateway(Strict):
+    name: Name
+    address: IPAddress
+
+
+class Region(Strict):
+    name: Name
+    priority: int = Field(default=100, description="lower wins")
+    gateways: list[Gateway] = Field(min_length=1)
+
+
+class _Check(Strict):
+    interval: PositiveDuration = 2.0
+    timeout: PositiveDuration = 1.0
+
+
+class HttpCheck(_Check):
+    kind: Literal["http"]
+    port: Port = 80
+    path: str = "/"
+    scheme: Literal["http", "https"] = "http"
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default=[200], min_length=1)
+    body_contains: str | None = None
+    host: str | None = Field(default=None, description="Host header and SNI; default: the domain")
+    verify_tls: bool = False
+
+
+class TcpCheck(_Check):
+    kind: Literal["tcp"]
+    port: Port
+
+
+class TlsCheck(_Check):
+    kind: Literal["tls"]
+    port: Port = 443
+    warn_before: PositiveDuration = 14 * 86400.0
+    interval: PositiveDuration = 60.0
+    timeout: PositiveDuration = 2.0
+
+
+class DnsCheck(_Check):
+    kind: Literal["dns"]
+    port: Port = 53
+    server: str | None = Field(default=None, description="host:port; default: the gateway")
+    qname: str | None = Field(default=None, description="default: the domain")
+    rdtype: Literal["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SOA"] = "A"
+    expect: list[str] = Field(default_factory=list, description="values the answer must hold")
+
+
+Check = Annotated[HttpCheck | TcpCheck | TlsCheck | DnsCheck, Field(discriminator="kind")]
+
+
+class Tsig(Strict):
+    name: str
+    algorithm: Literal[
+        "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"
+    ] = "hmac-sha256"
+    secret_env: EnvName
+
+
+class Rfc2136Traffic(Strict):
+    kind: Literal["rfc2136"]
+    server: str = Field(description="host:port of the primary authoritative server")
+    zone: str
+    ttl: int = Field(default=30, ge=0, le=86400)
+    tsig: Tsig | None = None
+    timeout: PositiveDuration = 3.0
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, v: str) -> str:
+        _host_port(v, 53)
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return _host_port(self.server, 53)
+
+
+class ZonefileTraffic(Strict):
+    kind: Literal["zonefile"]
+    path: str = Field(description="zone file rewritten atomically; relative to the policy file")
+    zone: str
+    ttl: int = Field(default=30, ge=0, le=86400)
+    reload_command: list[str] = Field(
+        default_factory=list, description="run after each rewrite, e.g. ['rndc', 'reload', 'z.']"
+    )
+
+
+Traffic = Annotated[Rfc2136Traffic | ZonefileTraffic, Field(discriminator="kind")]
+
+
+class Domain(Strict):
+    name: str
+    checks: list[Check] = Field(min_length=1)
+    traffic: list[Traffic] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        labels = v.rstrip(".").split(".")
+        if len(labels) < 2 or not all(re.fullmatch(r"[A-Za-z0-9_*]([A-Za-z0-9-]*[A-Za-z0-9])?", x) for x in labels):
+            raise ValueError(f"'{v}' is not a domain name")
+        return v.rstrip(".").lower()
+
+
+class Health(Strict):
+    rise: int = Field(default=2, ge=1, le=100)
+    fall: int = Field(default=3, ge=1, le=100)
+    min_healthy_gateways: int = Field(default=1, ge=1)
+
+
+class Election(Strict):
+    failback: Literal["manual", "auto"] = "manual"
+    failback_after: Duration = 600.0
+    hold_down: Duration = 300.0
+    max_failovers_per_hour: int = Field(default=4, ge=1)
+
+
+class State(Strict):
+    url: str = "sqlite:///failover-state.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not (v.startswith("sqlite:///") or v.startswith("etcd://")):
+            raise ValueError("use sqlite:////abs/path.db, sqlite:///relative.db or etcd://host:2379/prefix")
+        return v
+
+
+class SlackAlert(Strict):
+    kind: Literal["slack"]
+    webhook_env: EnvName
+    link: str | None = None
+
+
+class WebhookAlert(Strict):
+    kind: Literal["webhook"]
+    url_env: EnvName
+    secret_env: EnvName | None = None
+
+
+Alert = Annotated[SlackAlert | WebhookAlert, Field(discriminator="kind")]
+
+
+class Proxy(Strict):
+    listen: str = "0.0.0.0:8443"
+    upstream_port: Port = 443
+    mode: Literal["tcp"] = "tcp"
+    connect_timeout: PositiveDuration = 1.0
+    drain_time: Duration = 30.0
+    domain: str | None = Field(default=None, description="whose decision it follows; default: the first")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        _host_port(v, 8443)
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return _host_port(self.listen, 8443)
+
+
+class Api(Strict):
+    listen: str = "127.0.0.1:8877"
+    token_env: EnvName = "FAILOVER_API_TOKEN"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        _host_port(v, 8877)
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return _host_port(self.listen, 8877)
+
+
+class Policy(Strict):
+    service: Name
+    observer: str
+    regions: list[Region] = Field(min_length=1)
+    domains: list[Domain] = Field(min_length=1)
+    health: Health = Health()
+    election: Election = Election()
+    state: State = State()
+    alerts: list[Alert] = Field(default_factory=list)
+    proxy: Proxy | None = None
+    api: Api | None = None
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The file this policy was loaded from (relative paths in it are relative to it)."""
+        return self._source
+
+    def region(self, name: str) -> Region:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        known = ", ".join(r.name for r in self.regions)
+        raise UsageError(f"unknown region '{name}' (regions in this policy: {known})")
+
+    def domain(self, name: str) -> Domain:
+        for domain in self.domains:
+            if domain.name == name.rstrip(".").lower():
+                return domain
+        known = ", ".join(d.name for d in self.domains)
+        raise UsageError(f"unknown domain '{name}' (domains in this policy: {known})")
+
+    def gateway_region(self) -> dict[str, Region]:
+        return {gw.name: region for region in self.regions for gw in region.gateways}
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+_TAGS = {"http", "tcp", "tls", "dns", "rfc2136", "zonefile", "slack", "webhook"}
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    out = ""
+    items = list(loc)
+    for i, part in enumerate(items):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _TAGS and i > 0 and isinstance(items[i - 1], int):
+            continue  # pydantic puts the union's tag in the path; the operator never wrote it
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _reference_problems(policy: Policy) -> list[tuple[str, str]]:
+    """Checks that span fields: uniqueness and references."""
+    problems: list[tuple[str, str]] = []
+
+    def dupes(names: list[str], path: str, what: str) -> None:
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name in seen:
+                problems.append((path.format(i=i), f"duplicate {what} '{name}'"))
+            seen.add(name)
+
+    dupes([r.name for r in policy.regions], "regions[{i}].name", "region name")
+    dupes([d.name for d in policy.domains], "domains[{i}].name", "domain name")
+    seen_gw: set[str] = set()
+    seen_addr: set[str] = set()
+    for ri, region in enumerate(policy.regions):
+        for gi, gw in enumerate(region.gateways):
+            if gw.name in seen_gw:
+                problems.append((f"regions[{ri}].gateways[{gi}].name", f"duplicate gateway name '{gw.name}'"))
+            if gw.address in seen_addr:
+                problems.append((f"regions[{ri}].gateways[{gi}].address", f"duplicate gateway address '{gw.address}'"))
+            seen_gw.add(gw.name)
+            seen_addr.add(gw.address)
+        if policy.health.min_healthy_gateways > len(region.gateways):
+            problems.append((
+                "health.min_healthy_gateways",
+                f"{policy.health.min_healthy_gateways} is more than region '{region.name}' has "
+                f"({len(region.gateways)}): it could never be healthy",
+            ))
+    names = [r.name for r in policy.regions]
+    if policy.observer not in names:
+        close = difflib.get_close_matches(policy.observer, names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        problems.append(("observer", f"unknown region '{policy.observer}'{hint}; regions: {', '.join(names)}"))
+    if policy.proxy and policy.proxy.domain and policy.proxy.domain not in [d.name for d in policy.domains]:
+        problems.append(("proxy.domain", f"unknown domain '{policy.proxy.domain}'"))
+    for di, domain in enumerate(policy.domains):
+        for ci, check in enumerate(domain.checks):
+            if check.timeout > check.interval:
+                problems.append((
+                    f"domains[{di}].checks[{ci}].timeout",
+                    "is longer than the interval: probes of one target would pile up",
+                ))
+    return problems
+
+
+def parse_policy(data: Any, source: str = "<policy>", observer: str | None = None) -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyError(source, [("", "the file must hold a mapping (service:, regions:, domains: ...)")])
+    if observer:
+        data = {**data, "observer": observer}
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append((_path(err["loc"]), msg))
+        raise PolicyError(source, problems) from None
+    problems = _reference_problems(policy)
+    if problems:
+        raise PolicyError(source, problems)
+    return policy
+
+
+def load_policy(path: str | os.PathLike[str] | None) -> Policy:
+    """Read, parse and validate a policy file. ``$FAILOVER_OBSERVER`` overrides ``observer``."""
+    if path is None:
+        path = os.environ.get("FAILOVER_POLICY")
+        if not path:
+            raise UsageError("no policy file: pass --policy PATH or set FAILOVER_POLICY")
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read policy {file}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError(str(file), [("", f"malformed YAML{where}: {problem}")]) from None
+    policy = parse_policy(data, str(file), os.environ.get("FAILOVER_OBSERVER"))
+    policy = policy.model_copy(update={"state": _resolve_state(policy.state, file)})
+    policy._source = str(file.resolve())
+    return policy
+
+
+def _resolve_state(state: State, policy_file: Path) -> State:
+    """``sqlite:///rel.db`` is relative to the policy file, as DESIGN.md says."""
+    url = state.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url.removeprefix("sqlite:///")
+        url = "sqlite:///" + str((policy_file.parent / rel).resolve())
+    return State(url=url)
+
+
+def resolve_relative(policy_file: str | None, path: str) -> str:
+    if os.path.isabs(path) or not policy_file:
+        return path
+    return str((Path(policy_file).parent / path).resolve())
+
+
+def json_schema() -> str:
+    schema = Policy.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "failover policy"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def require_env(name: str, what: str) -> str:
+    """A secret from the environment, or a UsageError that names the variable (never the value)."""
+    value = os.environ.get(name)
+    if not value:
+        raise UsageError(f"{what}: environment variable {name} is not set")
+    return value
