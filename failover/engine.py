@@ -24,9 +24,12 @@ from dataclasses import replace
 
 from failover.model import Decision, DomainState, Override, RegionHealth, Status
 from failover.policy import Election, Region
-from failover.policy import format_duration as fmt
 
 HOUR = 3600.0
+
+
+def fmt(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
 def _rank(regions: Sequence[Region]) -> list[Region]:
@@ -122,7 +125,7 @@ def decide(
 
     # 4. primary down or drained
     cause = f"{primary} drained" if primary in drained and status is not Status.DOWN else (
-        f"{primary} down ({_why(health, primary)})")
+        f"{primary} down [{_why(health, primary)}]")
     target = secondary_for(primary)
     if target is None:
         return outcome("fail_static", f"{cause}; no healthy region to take over: keeping {primary} (fail static)",

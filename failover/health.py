@@ -51,11 +51,11 @@ def region_health(
         status = Status.DOWN
     else:
         status = Status.UNKNOWN
-    failing = [f"{gw}: {why}" for gw, (st, why) in sorted(gateways.items()) if st is Status.DOWN]
+    failing = [f"{gw} {why}" for gw, (st, why) in sorted(gateways.items()) if st is Status.DOWN]
     if status is Status.UP:
         reason = f"{up}/{total} gateways up"
     elif status is Status.DOWN:
-        reason = f"{total - up}/{total} gateways failing ({'; '.join(failing)})"
+        reason = f"{total - up}/{total} gateways failing: {'; '.join(failing)}"
     else:
         reason = f"{up}/{total} gateways up, {unknown} not yet known"
     since = previous.since if previous and previous.status is status else now

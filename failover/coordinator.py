@@ -1,0 +1,309 @@
+"""One coordinator cycle: record verdicts, take one snapshot, decide, reconcile the adapters.
+
+The faces (cli, daemon, api) drive this; it drives the pure engine and the I/O edges. Each
+evaluation works on one immutable ``Snapshot`` and yields one reason sentence per domain,
+which is logged and audited.
+
+Order per domain: read every adapter (the live records and the ownership marker), adopt a
+newer marker written by a coordinator that shares no store with us, decide, record the
+decision with a compare-and-set on the epoch, then plan → apply (fenced) → verify, writing
+the audit log before and after each change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from failover import engine, health
+from failover.adapters.abc import Adapter, Desired, Live, sort_addresses
+from failover.errors import AdapterError, FailoverError, LostRace, StoreError
+from failover.model import (
+    AuditEntry,
+    Decision,
+    DomainState,
+    Override,
+    ProbeResult,
+    RegionHealth,
+    Status,
+    Streak,
+    StreakKey,
+)
+from failover.policy import Policy
+from failover.store.abc import Store
+
+log = logging.getLogger("failover")
+
+Listener = Callable[[AuditEntry], None]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: float
+    gateways: dict[str, dict[str, tuple[Status, str]]]  # domain -> gateway -> (status, reason)
+    health: dict[str, dict[str, RegionHealth]]  # domain -> region -> verdict (quorum-merged)
+    overrides: dict[str, Override]
+    drained: frozenset[str]
+
+
+@dataclass(frozen=True)
+class AdapterOutcome:
+    adapter: str
+    action: str  # noop | planned | applied | skipped | lost_race | error
+    detail: str
+    changes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DomainOutcome:
+    decision: Decision
+    adapters: list[AdapterOutcome] = field(default_factory=list)
+
+
+class Coordinator:
+    def __init__(
+        self,
+        policy: Policy,
+        store: Store,
+        adapters: Mapping[str, Sequence[Adapter]],
+        *,
+        clock: Callable[[], float] = time.time,
+        persist: bool = True,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.adapters = {d.name: list(adapters.get(d.name, ())) for d in policy.domains}
+        self.observer = policy.observer
+        self.clock = clock
+        self.persist = persist
+        self.listeners: list[Listener] = []
+        self._lock = threading.RLock()
+        self._streaks: dict[StreakKey, Streak] = store.get_streaks(self.observer)
+        self._own_health: dict[tuple[str, str], RegionHealth] = store.get_region_health(self.observer)
+        self._region_of = {gw.name: r.name for r in policy.regions for gw in r.gateways}
+
+    # -- audit and events --------------------------------------------------------------------
+    def audit(self, kind: str, domain: str | None, detail: str, **data: object) -> None:
+        entry = AuditEntry(self.clock(), kind, domain, detail, self.observer, dict(data))
+        if self.persist:
+            self.store.audit(entry)
+        for listener in self.listeners:
+            try:
+                listener(entry)
+            except Exception:  # a listener (alerts, metrics) must never stop a failover
+                log.exception("listener failed on %s", kind)
+
+    # -- observations ------------------------------------------------------------------------
+    def streak(self, key: StreakKey) -> Streak:
+        return self._streaks.get(key, Streak())
+
+    def record(self, results: Mapping[StreakKey, ProbeResult], now: float | None = None) -> bool:
+        """Advance rise/fall state with new results; True when a verdict changed."""
+        now = self.clock() if now is None else now
+        rules = self.policy.health
+        changed: dict[StreakKey, Streak] = {}
+        moved = False
+        with self._lock:
+            for key, result in results.items():
+                before = self.streak(key)
+                after = health.advance(before, result, rules.rise, rules.fall, now)
+                if after.status is not before.status:
+                    moved = True
+                    log.info("%s %s %s: %s -> %s (%s)", key.domain, key.gateway, key.check,
+                             before.status, after.status, result.reason)
+                if after.warning and after.warning != before.warning:
+                    self.audit("warning", key.domain, after.warning, gateway=key.gateway)
+                changed[key] = after
+            self._streaks.update(changed)
+            if self.persist and changed:
+                self.store.put_streaks(self.observer, changed)
+        return moved
+
+    def unknown_targets(self) -> list[StreakKey]:
+        return [k for k, s in self._streaks.items() if s.status is Status.UNKNOWN]
+
+    def snapshot(self, now: float | None = None) -> Snapshot:
+        now = self.clock() if now is None else now
+        with self._lock:
+            gateways: dict[str, dict[str, tuple[Status, str]]] = {}
+            own: dict[tuple[str, str], RegionHealth] = {}
+            for domain in self.policy.domains:
+                per_gateway: dict[str, tuple[Status, str]] = {}
+                for region in self.policy.regions:
+                    for gw in region.gateways:
+                        checks = [s for k, s in self._streaks.items() if k.domain == domain.name and k.gateway == gw.name]
+                        status = health.gateway_status(checks) if checks else Status.UNKNOWN
+                        worst = next((s.reason for s in checks if s.status is Status.DOWN), None)
+                        per_gateway[gw.name] = (status, worst or (checks[0].reason if checks else "not probed yet"))
+                    own[(domain.name, region.name)] = health.region_health(
+                        region.name,
+                        {gw.name: per_gateway[gw.name] for gw in region.gateways},
+                        self.policy.health.min_healthy_gateways,
+                        self._own_health.get((domain.name, region.name)),
+                        now,
+                    )
+                gateways[domain.name] = per_gateway
+            self._own_health = own
+            if self.persist:
+                self.store.put_region_health(self.observer, own, now)
+            views = self.store.all_region_health(now - self._freshness()) if self.persist else {}
+            views[self.observer] = own
+        merged: dict[str, dict[str, RegionHealth]] = {}
+        for domain in self.policy.domains:
+            merged[domain.name] = {}
+            for region in self.policy.regions:
+                key = (domain.name, region.name)
+                votes = {obs: v[key] for obs, v in views.items() if key in v}
+                merged[domain.name][region.name] = health.quorum_verdict(votes)
+        drained = frozenset(self.store.drains())
+        return Snapshot(now, gateways, merged, self.store.overrides(), drained)
+
+    def _freshness(self) -> float:
+        longest = max(c.interval for d in self.policy.domains for c in d.checks)
+        return 3 * longest * max(self.policy.health.rise, self.policy.health.fall) + 30.0
+
+    # -- decisions ---------------------------------------------------------------------------
+    def evaluate(self, apply: bool = True, domains: Sequence[str] | None = None) -> list[DomainOutcome]:
+        """Decide every domain and, when ``apply``, reconcile its adapters. Never raises for one
+        domain's adapter failure: it is audited and reported in the outcome."""
+        with self._lock:
+            now = self.clock()
+            self._expire_overrides(now)
+            snap = self.snapshot(now)
+            outcomes = []
+            for domain in self.policy.domains:
+                if domains is not None and domain.name not in domains:
+                    continue
+                outcomes.append(self._evaluate_domain(domain.name, snap, apply))
+            return outcomes
+
+    def _expire_overrides(self, now: float) -> None:
+        if not self.persist:
+            return
+        for key, override in self.store.overrides().items():
+            if not override.active(now):
+                self.store.clear_override(key)
+                self.audit("release", None if key == "*" else key,
+                           f"override to {override.region} by {override.by} expired", region=override.region)
+
+    def _evaluate_domain(self, domain: str, snap: Snapshot, apply: bool, attempts: int = 3) -> DomainOutcome:
+        reads: list[tuple[Adapter, Live | AdapterError]] = []
+        for adapter in self.adapters[domain]:
+            try:
+                reads.append((adapter, adapter.read()))
+            except AdapterError as exc:
+                reads.append((adapter, exc))
+        stored = self.store.get_state(domain)
+        state = self._adopt_marker(domain, stored, [r for _, r in reads if isinstance(r, Live)])
+        decision = engine.decide(
+            domain,
+            self.policy.regions,
+            state,
+            snap.health[domain],
+            snap.drained,
+            engine.effective_override(snap.overrides, domain, snap.now),
+            self.policy.election,
+            snap.now,
+        )
+        if self.persist and not self._record_decision(decision, state):
+            if attempts > 1:  # another coordinator recorded first: re-read and decide again
+                return self._evaluate_domain(domain, snap, apply, attempts - 1)
+            raise StoreError(f"{domain}: the stored epoch keeps moving under us; not acting this round")
+        log.info("%s: %s", domain, decision.reason)
+        outcome = DomainOutcome(decision)
+        primary = decision.state.primary
+        if primary is None:
+            return outcome
+        addresses = self.publishable(domain, primary, snap, decision.kind == "override")
+        for adapter, live in reads:
+            outcome.adapters.append(self._reconcile(adapter, live, decision.state, addresses, apply))
+        return outcome
+
+    def publishable(self, domain: str, region: str, snap: Snapshot, forced: bool = False) -> tuple[str, ...]:
+        """The region's gateways that are up for the domain; all of them when forced there."""
+        gateways = self.policy.region(region).gateways
+        up = [gw.address for gw in gateways if snap.gateways[domain][gw.name][0] is Status.UP]
+        if not up and forced:
+            up = [gw.address for gw in gateways]
+        return sort_addresses(up)
+
+    def _adopt_marker(self, domain: str, state: DomainState | None, lives: list[Live]) -> DomainState | None:
+        """A coordinator that shares no store with us may have decided later: its marker wins,
+        and our hold-down and budget count from its ``at``."""
+        markers = [live.marker for live in lives if live.marker is not None]
+        if not markers:
+            return state
+        newest = max(markers, key=lambda m: m.epoch)
+        current = state or DomainState(domain=domain)
+        if newest.epoch < current.epoch or (newest.epoch == current.epoch and newest.primary == current.primary):
+            return state
+        if newest.by == self.observer and newest.epoch == current.epoch:
+            return state
+        moved = newest.primary != current.primary
+        adopted = replace(
+            current,
+            primary=newest.primary,
+            epoch=newest.epoch,
+            changed_at=float(newest.at) if moved else current.changed_at,
+            failovers=current.failovers + ((float(newest.at),) if moved and current.primary else ()),
+            reason=f"adopted the marker written by {newest.by}: {newest.text()}",
+        )
+        if self.persist and self.store.put_state(adopted, state.epoch if state else None):
+            self.audit("adopted", domain, adopted.reason, epoch=newest.epoch, primary=newest.primary)
+        return adopted
+
+    def _record_decision(self, decision: Decision, base: DomainState | None) -> bool:
+        """Compare-and-set on the epoch the decision was based on; False: someone else won."""
+        new = decision.state
+        if base is not None and (base.primary, base.secondary, base.epoch, base.reason) == (
+            new.primary, new.secondary, new.epoch, new.reason
+        ):
+            return True
+        if not self.store.put_state(new, base.epoch if base else None):
+            return False
+        if decision.changed:
+            self.audit(decision.kind, new.domain, decision.reason, primary=new.primary,
+                       secondary=new.secondary, epoch=new.epoch, previous=base.primary if base else None)
+        return True
+
+    # -- traffic -----------------------------------------------------------------------------
+    def _reconcile(
+        self, adapter: Adapter, live: Live | AdapterError, state: DomainState, addresses: tuple[str, ...], apply: bool
+    ) -> AdapterOutcome:
+        domain = state.domain
+        if isinstance(live, AdapterError):
+            self.audit("error", domain, str(live), adapter=adapter.name)
+            return AdapterOutcome(adapter.name, "error", str(live))
+        if not addresses:
+            detail = f"no healthy gateway in {state.primary}: leaving the live records as they are"
+            return AdapterOutcome(adapter.name, "skipped", detail)
+        ttl = int(getattr(adapter, "ttl", 30))
+        desired = Desired(domain, state.primary or "", state.epoch, addresses, ttl, self.observer, int(self.clock()))
+        try:
+            plan = adapter.plan(live, desired)
+        except LostRace as exc:
+            self.audit("lost_race", domain, str(exc), adapter=adapter.name)
+            return AdapterOutcome(adapter.name, "lost_race", str(exc))
+        if plan.noop:
+            return AdapterOutcome(adapter.name, "noop", "in sync")
+        if not apply:
+            return AdapterOutcome(adapter.name, "planned", "would change", plan.changes)
+        self.audit("applying", domain, "; ".join(plan.changes), adapter=adapter.name, epoch=state.epoch)
+        started = time.monotonic()
+        try:
+            adapter.apply(plan)
+            adapter.verify(desired)
+        except LostRace as exc:
+            self.audit("lost_race", domain, str(exc), adapter=adapter.name)
+            return AdapterOutcome(adapter.name, "lost_race", str(exc), plan.changes)
+        except FailoverError as exc:
+            self.audit("error", domain, str(exc), adapter=adapter.name)
+            return AdapterOutcome(adapter.name, "error", str(exc), plan.changes)
+        took = time.monotonic() - started
+        detail = f"applied and verified in {took * 1000:.0f}ms"
+        self.audit("applied", domain, f"{adapter.name}: " + "; ".join(plan.changes),
+                   adapter=adapter.name, epoch=state.epoch, seconds=round(took, 4))
+        return AdapterOutcome(adapter.name, "applied", detail, plan.changes)

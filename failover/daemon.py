@@ -1,0 +1,161 @@
+"""``failover run``: apscheduler jobs wiring probes, decisions and reconciliation together.
+
+* One job per (domain, check, gateway) at the check's interval, ``max_instances=1``: probes
+  of one target never overlap, and a slow gateway delays nobody else.
+* A verdict change wakes the evaluator at once (not a slow timer), so a failover reaches DNS
+  within a second of the deciding probe.
+* A reconcile job re-runs the evaluation every few seconds, repairing drift (a record edited
+  by hand) and retrying adapters that failed.
+* SIGTERM / SIGINT stop the scheduler, let a running evaluation finish, and close everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from failover.app import App, build_app
+from failover.coordinator import DomainOutcome
+from failover.errors import FailoverError
+from failover.model import StreakKey
+from failover.policy import Policy
+
+log = logging.getLogger("failover.daemon")
+
+Hook = Callable[[list[DomainOutcome]], Awaitable[None] | None]
+
+
+class Daemon:
+    def __init__(self, app: App, reconcile_interval: float = 5.0) -> None:
+        self.app = app
+        self.policy = app.policy
+        self.coordinator = app.coordinator
+        self.reconcile_interval = reconcile_interval
+        self.after_evaluation: list[Hook] = []  # proxy routing, metrics, the live demo view
+        self.last_outcomes: list[DomainOutcome] = []
+        self.evaluations = 0
+        self._probed: set[StreakKey] = set()
+        self._dirty = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._evaluator: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Every target probed at least once and one evaluation done."""
+        return self.evaluations > 0 and len(self._probed) == len(self.app.probes)
+
+    async def start(self) -> None:
+        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        now = time.time()
+        for index, (key, probe) in enumerate(self.app.probes.items()):
+            # Spread first runs over a tenth of the interval so hundreds of probes don't start at once.
+            offset = (index % 10) * probe.interval / 100
+            scheduler.add_job(
+                self._probe, "interval", args=[key], seconds=probe.interval, max_instances=1, coalesce=True,
+                misfire_grace_time=max(1, int(probe.interval)), id=f"probe:{key.domain}:{key.gateway}:{key.check}",
+                next_run_time=_dt(now + offset),
+            )
+        scheduler.add_job(self.request_evaluation, "interval", seconds=self.reconcile_interval, id="reconcile",
+                          max_instances=1, coalesce=True)
+        scheduler.start()
+        self._scheduler = scheduler
+        self._evaluator = asyncio.create_task(self._evaluate_forever(), name="evaluator")
+        log.info("daemon started: %d probes, reconcile every %gs", len(self.app.probes), self.reconcile_interval)
+
+    def request_evaluation(self) -> None:
+        self._dirty.set()
+
+    async def _probe(self, key: StreakKey) -> None:
+        probe = self.app.probes[key]
+        try:
+            result = await asyncio.wait_for(probe.run(), probe.timeout + 1.0)
+        except TimeoutError:  # a probe's own timeout should have fired; never let one hang the job
+            from failover.model import ProbeResult
+
+            result = ProbeResult(False, probe.timeout + 1.0, f"{probe.label}: probe overran its timeout")
+        self._probed.add(key)
+        try:
+            if self.coordinator.record({key: result}):
+                self._dirty.set()
+        except FailoverError as exc:
+            log.error("cannot record probe result: %s", exc)
+
+    async def _evaluate_forever(self) -> None:
+        while not self._stopping.is_set():
+            await self._dirty.wait()
+            self._dirty.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                outcomes = await asyncio.to_thread(self.coordinator.evaluate)
+            except FailoverError as exc:
+                log.error("evaluation failed: %s", exc)
+                continue
+            except Exception:
+                log.exception("evaluation crashed; will retry at the next change or reconcile")
+                continue
+            self.evaluations += 1
+            self.last_outcomes = outcomes
+            for hook in self.after_evaluation:
+                try:
+                    result = hook(outcomes)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:
+                    log.exception("after-evaluation hook failed")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._dirty.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self._evaluator is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._evaluator, 30)
+        log.info("daemon stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+
+def _dt(ts: float) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+async def serve(policy: Policy, extras: Callable[[Daemon], Awaitable[Callable[[], Awaitable[None]]]] | None = None) -> None:
+    app = build_app(policy)
+    daemon = Daemon(app)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon._stopping.set)
+    await daemon.start()
+    cleanup = await extras(daemon) if extras else None
+    try:
+        await daemon.wait_stopped()
+    finally:
+        log.info("shutting down")
+        await daemon.stop()
+        if cleanup is not None:
+            await cleanup()
+        await app.aclose()
+
+
+def run_daemon(policy: Policy) -> None:
+    from failover.services import start_services
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(policy, start_services))
+    else:
+        uvloop.run(serve(policy, start_services))

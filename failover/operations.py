@@ -1,0 +1,118 @@
+"""What an operator can ask for, shared by the CLI and the admin API: status, promote,
+release, drain, undrain. Each change is audited with who and why, then applied at once
+through the same coordinator, store and fencing as the daemon's own decisions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from failover.coordinator import Coordinator, DomainOutcome, Snapshot
+from failover.engine import effective_override
+from failover.errors import FailoverError, UsageError
+from failover.model import Drain, Override, Status
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def status(coordinator: Coordinator, snap: Snapshot | None = None) -> dict[str, Any]:
+    """The contract's ``status --json`` shape (more keys are allowed, these stay)."""
+    policy = coordinator.policy
+    snap = snap or coordinator.snapshot()
+    domains: dict[str, Any] = {}
+    for domain in policy.domains:
+        state = coordinator.store.get_state(domain.name)
+        override = effective_override(snap.overrides, domain.name, snap.now)
+        regions: dict[str, Any] = {}
+        for region in policy.regions:
+            verdict = snap.health[domain.name][region.name]
+            regions[region.name] = {
+                "healthy": verdict.status is Status.UP,
+                "drained": region.name in snap.drained,
+                "status": str(verdict.status),
+                "reason": verdict.reason,
+                "since": iso(verdict.since),
+                "gateways": {gw.name: str(snap.gateways[domain.name][gw.name][0]) for gw in region.gateways},
+            }
+        domains[domain.name] = {
+            "primary": state.primary if state else None,
+            "secondary": state.secondary if state else None,
+            "epoch": state.epoch if state else 0,
+            "reason": state.reason if state else "no decision yet",
+            "changed_at": iso(state.changed_at) if state else None,
+            "override": None if override is None else {
+                "region": override.region, "reason": override.reason, "until": iso(override.until),
+                "by": override.by, "force": override.force,
+            },
+            "regions": regions,
+        }
+    return {"service": policy.service, "observer": policy.observer, "domains": domains}
+
+
+def _domains(coordinator: Coordinator, domain: str | None) -> list[str]:
+    if domain is None:
+        return [d.name for d in coordinator.policy.domains]
+    return [coordinator.policy.domain(domain).name]
+
+
+def _check_outcomes(outcomes: list[DomainOutcome]) -> list[DomainOutcome]:
+    failed = [f"{o.decision.domain}: {a.adapter}: {a.detail}" for o in outcomes for a in o.adapters
+              if a.action in ("error", "lost_race")]
+    if failed:
+        raise FailoverError("recorded, but not every adapter applied it:\n  " + "\n  ".join(failed))
+    return outcomes
+
+
+def promote(coordinator: Coordinator, region: str, reason: str, by: str, domain: str | None = None,
+            duration: float | None = None, force: bool = False) -> list[DomainOutcome]:
+    policy = coordinator.policy
+    policy.region(region)  # UsageError naming the known regions
+    if not reason.strip():
+        raise UsageError("promote needs a reason (--reason TEXT): it goes to the audit log and the alerts")
+    targets = _domains(coordinator, domain)
+    snap = coordinator.snapshot()
+    if not force:
+        for name in targets:
+            verdict = snap.health[name][region]
+            if verdict.status is not Status.UP:
+                raise FailoverError(
+                    f"refusing to promote {region} for {name}: it is {verdict.status} ({verdict.reason}); "
+                    "use --force to pin it anyway"
+                )
+    now = coordinator.clock()
+    until = now + duration if duration else None
+    override = Override(domain=targets[0] if domain else "*", region=region, reason=reason, by=by,
+                        at=now, until=until, force=force)
+    coordinator.store.set_override(override)
+    scope = targets[0] if domain else None
+    coordinator.audit("override", scope, f"{by} promoted {region}: {reason}", region=region, by=by,
+                      until=iso(until), force=force)
+    return _check_outcomes(coordinator.evaluate(domains=targets))
+
+
+def release(coordinator: Coordinator, by: str, domain: str | None = None) -> tuple[Override | None, list[DomainOutcome]]:
+    key = coordinator.policy.domain(domain).name if domain else "*"
+    dropped = coordinator.store.clear_override(key)
+    if dropped is not None:
+        coordinator.audit("release", None if key == "*" else key,
+                          f"{by} released the override to {dropped.region}", region=dropped.region, by=by)
+    return dropped, _check_outcomes(coordinator.evaluate(domains=_domains(coordinator, domain)))
+
+
+def drain(coordinator: Coordinator, region: str, by: str, reason: str = "maintenance") -> list[DomainOutcome]:
+    coordinator.policy.region(region)
+    coordinator.store.set_drain(Drain(region, reason, by, coordinator.clock()))
+    coordinator.audit("drain", None, f"{by} drained {region}: {reason}", region=region, by=by)
+    return _check_outcomes(coordinator.evaluate())
+
+
+def undrain(coordinator: Coordinator, region: str, by: str) -> list[DomainOutcome]:
+    coordinator.policy.region(region)
+    dropped = coordinator.store.clear_drain(region)
+    if dropped is not None:
+        coordinator.audit("undrain", None, f"{by} returned {region} to election", region=region, by=by)
+    return _check_outcomes(coordinator.evaluate())

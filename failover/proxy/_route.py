@@ -1,0 +1,90 @@
+"""What the proxy relays to: an immutable, ordered list of tiers of gateway addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+Tier = tuple[str, tuple[str, ...]]
+"""``(region name, (address, ...))``: one region's healthy gateways, in the order given."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where new connections go, in order of preference.
+
+    ``tiers[0]`` is the elected primary region's healthy gateways, ``tiers[1]`` the
+    secondary's, and so on. New connections are balanced over the first non-empty tier;
+    a connect failure moves on at once to the next address of that tier, then to the next
+    tier. An address is an IP (relayed to ``proxy.upstream_port``) or ``host:port`` /
+    ``[v6]:port`` (for tests and the standalone entry point).
+
+    Two routes with the same tiers are equal; handing the proxy an equal route is a no-op.
+    """
+
+    tiers: tuple[Tier, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Accept lists from JSON or careless callers, but store tuples: the route is hashable.
+        tiers = tuple((str(region), tuple(str(a) for a in addrs)) for region, addrs in self.tiers)
+        for region, addrs in tiers:
+            for addr in addrs:
+                split_address(addr, 1)  # raises ValueError naming the bad address
+            if not region:
+                raise ValueError("a route tier needs a region name")
+        object.__setattr__(self, "tiers", tiers)
+
+    @classmethod
+    def single(cls, region: str, *addresses: str) -> Route:
+        return cls(((region, tuple(addresses)),))
+
+    @property
+    def empty(self) -> bool:
+        """No address at all: new connections are closed at once."""
+        return not any(addrs for _, addrs in self.tiers)
+
+    def to_json(self) -> list[list[object]]:
+        return [[region, list(addrs)] for region, addrs in self.tiers]
+
+    @classmethod
+    def from_json(cls, data: object) -> Route:
+        if not isinstance(data, list):
+            raise ValueError("a route is a list of [region, [address, ...]]")
+        tiers: list[Tier] = []
+        for item in data:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
+                raise ValueError("a route is a list of [region, [address, ...]]")
+            tiers.append((str(item[0]), tuple(str(a) for a in item[1])))
+        return cls(tuple(tiers))
+
+    def __str__(self) -> str:
+        if self.empty:
+            return "nowhere"
+        return " then ".join(f"{region} ({', '.join(addrs)})" for region, addrs in self.tiers if addrs)
+
+
+def split_address(address: str, default_port: int) -> tuple[str, int]:
+    """``"10.0.0.1"`` -> ``("10.0.0.1", default_port)``; ``"[::1]:80"`` -> ``("::1", 80)``."""
+    text = address.strip()
+    host, port = text, default_port
+    if text.startswith("["):
+        inner, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"'{address}' is not an address: use IP, IP:port or [IPv6]:port")
+        host = inner
+        if rest:
+            port = _port(rest[1:], address)
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = _port(port_text, address)
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"'{address}' is not an address: use IP, IP:port or [IPv6]:port") from None
+    return host, port
+
+
+def _port(text: str, address: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"'{address}' has no valid port")
+    return int(text)

@@ -1,0 +1,71 @@
+"""Tables for people (rich). Machines get ``--json`` instead."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from failover.coordinator import DomainOutcome
+from failover.model import AuditEntry, ProbeResult, StreakKey
+from failover.operations import iso
+from failover.policy import Policy
+
+STYLE = {"up": "green", "down": "red", "unknown": "yellow", "applied": "green", "noop": "dim",
+         "planned": "cyan", "error": "red", "lost_race": "red", "skipped": "yellow"}
+
+
+def _c(text: str) -> str:
+    style = STYLE.get(text)
+    return f"[{style}]{text}[/{style}]" if style else text
+
+
+def checks(console: Console, policy: Policy, results: Mapping[StreakKey, ProbeResult]) -> None:
+    region_of = {gw.name: r.name for r in policy.regions for gw in r.gateways}
+    table = Table(title=f"{policy.service}: one probe of every check", expand=False)
+    for col in ("domain", "region", "gateway", "check", "result", "latency", "detail"):
+        table.add_column(col)
+    for key, result in results.items():
+        outcome = "up" if result.ok else "down"
+        detail = result.reason + (f" [yellow]({result.warning})[/yellow]" if result.warning else "")
+        table.add_row(key.domain, region_of[key.gateway], key.gateway, key.check, _c(outcome),
+                      f"{result.latency * 1000:.1f}ms", detail)
+    console.print(table)
+
+
+def status(console: Console, data: Mapping[str, Any]) -> None:
+    for domain, info in data["domains"].items():
+        override = info["override"]
+        title = (f"{domain}: primary [bold]{info['primary'] or '-'}[/bold], secondary {info['secondary'] or '-'}, "
+                 f"epoch {info['epoch']}")
+        table = Table(title=title, caption=info["reason"], expand=False)
+        for col in ("region", "health", "drained", "gateways", "why"):
+            table.add_column(col)
+        for region, r in info["regions"].items():
+            gws = ", ".join(f"{g}={_c(s)}" for g, s in r["gateways"].items())
+            table.add_row(region, _c(r["status"]), "yes" if r["drained"] else "", gws, r["reason"])
+        console.print(table)
+        if override:
+            until = override["until"] or "released by hand"
+            console.print(f"  override: {override['region']} by {override['by']} until {until}: {override['reason']}")
+
+
+def outcomes(console: Console, results: list[DomainOutcome]) -> None:
+    for outcome in results:
+        d = outcome.decision
+        console.print(f"[bold]{d.domain}[/bold]: {d.reason}")
+        for a in outcome.adapters:
+            console.print(f"  {a.adapter}: {_c(a.action)} {a.detail}")
+            for change in a.changes:
+                console.print(f"    {change}")
+
+
+def history(console: Console, entries: list[AuditEntry]) -> None:
+    table = Table(expand=False)
+    for col in ("at", "kind", "domain", "observer", "detail"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(iso(e.at) or "", e.kind, e.domain or "*", e.observer, e.detail)
+    console.print(table)

@@ -1,0 +1,88 @@
+"""The state store interface. The embedded default is sqlite; a distributed backend (etcd)
+fits the same contract.
+
+Contract every backend keeps:
+
+* ``put_state(state, expect_epoch)`` is an atomic compare-and-set on the domain's epoch:
+  it writes only when the stored epoch equals ``expect_epoch`` (``None``: no row yet) and
+  returns False otherwise, writing nothing. Two coordinators deciding at once cannot both
+  record a change; the loser re-reads and decides again.
+* Every other write is atomic on its own (one row / one key) and idempotent.
+* ``audit()`` appends; entries are never rewritten. ``history()`` returns them oldest first.
+* Observations (streaks, region verdicts) are kept per observer, so that with a shared store
+  each coordinator's view is one vote in the quorum.
+* ``is_leader()`` says whether this observer may act now. A backend without leases (sqlite on
+  one machine) answers True: concurrent writers there are fenced by ``put_state`` and by the
+  adapters' markers.
+* Calls finish within the backend's timeout or raise ``StoreError``; on ``StoreError`` the
+  caller changes no traffic.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+from failover.model import AuditEntry, DomainState, Drain, Override, RegionHealth, Streak, StreakKey
+
+
+class Store(ABC):
+    url: str
+
+    # -- decisions ---------------------------------------------------------------------------
+    @abstractmethod
+    def get_state(self, domain: str) -> DomainState | None: ...
+
+    @abstractmethod
+    def put_state(self, state: DomainState, expect_epoch: int | None) -> bool: ...
+
+    # -- observations, per observer -----------------------------------------------------------
+    @abstractmethod
+    def get_streaks(self, observer: str) -> dict[StreakKey, Streak]: ...
+
+    @abstractmethod
+    def put_streaks(self, observer: str, streaks: Mapping[StreakKey, Streak]) -> None: ...
+
+    @abstractmethod
+    def get_region_health(self, observer: str) -> dict[tuple[str, str], RegionHealth]:
+        """(domain, region) -> this observer's verdict."""
+
+    @abstractmethod
+    def put_region_health(self, observer: str, health: Mapping[tuple[str, str], RegionHealth], now: float) -> None: ...
+
+    @abstractmethod
+    def all_region_health(self, fresh_after: float) -> dict[str, dict[tuple[str, str], RegionHealth]]:
+        """observer -> verdicts, for observers that reported at or after ``fresh_after``."""
+
+    # -- operator intent ---------------------------------------------------------------------
+    @abstractmethod
+    def overrides(self) -> dict[str, Override]: ...
+
+    @abstractmethod
+    def set_override(self, override: Override) -> None: ...
+
+    @abstractmethod
+    def clear_override(self, domain: str) -> Override | None: ...
+
+    @abstractmethod
+    def drains(self) -> dict[str, Drain]: ...
+
+    @abstractmethod
+    def set_drain(self, drain: Drain) -> None: ...
+
+    @abstractmethod
+    def clear_drain(self, region: str) -> Drain | None: ...
+
+    # -- audit -------------------------------------------------------------------------------
+    @abstractmethod
+    def audit(self, entry: AuditEntry) -> None: ...
+
+    @abstractmethod
+    def history(self, domain: str | None = None, limit: int | None = None) -> list[AuditEntry]: ...
+
+    # -- leadership --------------------------------------------------------------------------
+    def is_leader(self, observer: str, ttl: float) -> bool:
+        return True
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
