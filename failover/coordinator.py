@@ -122,6 +122,16 @@ class Coordinator:
                 self.store.put_streaks(self.observer, changed)
         return moved
 
+    def up_now(self, domain: str, region: str) -> int:
+        """Gateways of the region that are UP and passed their latest probe of every check
+        (stricter than the verdict: for operator actions, one fresh failure counts)."""
+        count = 0
+        for gw in self.policy.region(region).gateways:
+            checks = [s for k, s in self._streaks.items() if k.domain == domain and k.gateway == gw.name]
+            if checks and all(s.status is Status.UP and s.failures == 0 for s in checks):
+                count += 1
+        return count
+
     def unknown_targets(self) -> list[StreakKey]:
         return [k for k, s in self._streaks.items() if s.status is Status.UNKNOWN]
 

@@ -78,10 +78,12 @@ def promote(coordinator: Coordinator, region: str, reason: str, by: str, domain:
     if not force:
         for name in targets:
             verdict = snap.health[name][region]
-            if verdict.status is not Status.UP:
+            fresh = coordinator.up_now(name, region)
+            if verdict.status is not Status.UP or fresh < policy.health.min_healthy_gateways:
+                why = verdict.reason if verdict.status is not Status.UP else (
+                    f"only {fresh} gateway(s) passed their latest probe")
                 raise FailoverError(
-                    f"refusing to promote {region} for {name}: it is {verdict.status} ({verdict.reason}); "
-                    "use --force to pin it anyway"
+                    f"refusing to promote {region} for {name}: {why}; use --force to pin it anyway"
                 )
     now = coordinator.clock()
     until = now + duration if duration else None

@@ -1,0 +1,3 @@
+from failover.cli import main
+
+main()
