@@ -1,0 +1,220 @@
+"""What the cloud DNS adapters (route53, clouddns) share: whole-RRset records and their plan.
+
+Both providers change records as whole RRsets inside one atomic request, and both make a
+deletion conditional: it must name the RRset exactly as stored (type, TTL, every value), or
+the request fails whole. So an adapter reads the RRsets at the domain's name and the marker
+RRset as stored (``RecordSet``), and ``apply`` deletes exactly those and creates the wanted
+ones in one request: the request is a compare-and-swap on everything it touches, and the
+marker is always part of it (deleted as read, created again), which fences every change,
+drift repairs included.
+
+A domain is published in one of two shapes:
+
+* addresses (default): the primary region's healthy gateways as A and AAAA RRsets;
+* a per-region target: ``cname`` (both providers) or ``alias`` (Route 53: an alias to an
+  ALB/NLB/CloudFront name), when each region sits behind its own load balancer name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from failover.adapters.abc import Adapter, Desired, Live, Marker, Plan, marker_name, split_families
+from failover.errors import AdapterError, LostRace
+
+ADDRESS_TYPES = ("A", "AAAA")
+MANAGED_TYPES = ("A", "AAAA", "CNAME")  # at the domain's own name; anything else there is left alone
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A Route 53 alias target."""
+
+    hosted_zone_id: str
+    dns_name: str
+    evaluate_target_health: bool = False
+
+    def key(self) -> tuple[str, str, bool]:
+        return (self.hosted_zone_id, fqdn(self.dns_name), self.evaluate_target_health)
+
+
+@dataclass(frozen=True)
+class RecordSet:
+    """One RRset as the provider stores it: the unit a change deletes (exactly) or creates."""
+
+    rtype: str
+    ttl: int | None  # None for a Route 53 alias (it has no TTL of its own)
+    values: tuple[str, ...]  # rdata text exactly as stored (TXT keeps its quotes)
+    alias: Alias | None = None
+
+    def key(self) -> tuple[object, ...]:
+        """Equality as DNS sees it: value order, case and trailing dots do not matter."""
+        return (self.rtype, self.ttl, tuple(sorted(normalize(self.rtype, v) for v in self.values)),
+                self.alias.key() if self.alias else None)
+
+    def same(self, other: RecordSet | None) -> bool:
+        return other is not None and self.key() == other.key()
+
+    def describe(self) -> str:
+        if self.alias is not None:
+            return f"{self.rtype} alias {fqdn(self.alias.dns_name)} ({self.alias.hosted_zone_id})"
+        return f"{self.rtype} {', '.join(self.values)} ttl {self.ttl}"
+
+
+def fqdn(name: str) -> str:
+    return name.rstrip(".").lower() + "."
+
+
+def normalize(rtype: str, value: str) -> str:
+    if rtype in ADDRESS_TYPES:
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            return value
+    if rtype in ("CNAME", "NS", "PTR"):
+        return fqdn(value)
+    return value
+
+
+def quote_txt(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unquote_txt(values: tuple[str, ...]) -> str | None:
+    """The marker text of a TXT RRset: its one value with the quotes taken off (DNS TXT
+    character-strings are joined); None when there is no value or more than one."""
+    if len(values) != 1:
+        return None
+    value = values[0].strip()
+    parts: list[str] = []
+    i = 0
+    while i < len(value):
+        if value[i] == '"':
+            j, out = i + 1, []
+            while j < len(value) and value[j] != '"':
+                if value[j] == "\\" and j + 1 < len(value):
+                    j += 1
+                out.append(value[j])
+                j += 1
+            parts.append("".join(out))
+            i = j + 1
+        elif value[i].isspace():
+            i += 1
+        else:
+            j = i
+            while j < len(value) and not value[j].isspace():
+                j += 1
+            parts.append(value[i:j])
+            i = j
+    return "".join(parts)
+
+
+def address_records(addresses: tuple[str, ...], ttl: int) -> dict[str, RecordSet]:
+    v4, v6 = split_families(addresses)
+    out: dict[str, RecordSet] = {}
+    if v4:
+        out["A"] = RecordSet("A", ttl, tuple(v4))
+    if v6:
+        out["AAAA"] = RecordSet("AAAA", ttl, tuple(v6))
+    return out
+
+
+def addresses_of(records: Mapping[str, RecordSet]) -> tuple[str, ...]:
+    found = [v for t in ADDRESS_TYPES if t in records and records[t].alias is None for v in records[t].values]
+    return tuple(sorted({str(ipaddress.ip_address(v)) for v in found},
+                        key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a))))
+
+
+def common_ttl(records: Mapping[str, RecordSet]) -> int | None:
+    """The TTL of the address RRsets when they agree (None otherwise: a TTL drift to repair)."""
+    ttls = {records[t].ttl for t in ADDRESS_TYPES if t in records}
+    return ttls.pop() if len(ttls) == 1 else None
+
+
+class RecordsAdapter(Adapter):
+    """Base of the cloud DNS adapters: plan over whole RRsets; subclasses read and apply.
+
+    ``read()`` must return ``Live.extra`` with ``records`` (``dict[type, RecordSet]`` at the
+    domain's name, types A/AAAA/CNAME) and ``marker_set`` (the marker's ``RecordSet`` as
+    stored, or None): those are what ``apply`` deletes, exactly.
+    """
+
+    ttl: int
+    cname: Mapping[str, str]
+
+    def wanted(self, desired: Desired) -> dict[str, RecordSet]:
+        """The RRsets the decision wants at the domain's name."""
+        if self.cname:
+            target = self.cname.get(desired.primary)
+            if target is None:  # the policy check maps every region; only direct construction can miss
+                raise AdapterError(f"{self.name}: no cname target for region {desired.primary}")
+            return {"CNAME": RecordSet("CNAME", desired.ttl, (fqdn(target),))}
+        return address_records(desired.addresses, desired.ttl)
+
+    @staticmethod
+    def live_records(live: Live) -> dict[str, RecordSet]:
+        records: dict[str, RecordSet] = live.extra.get("records", {})
+        return records
+
+    @staticmethod
+    def live_marker_set(live: Live) -> RecordSet | None:
+        marker: RecordSet | None = live.extra.get("marker_set")
+        return marker
+
+    def plan(self, live: Live, desired: Desired) -> Plan:
+        marker = live.marker
+        if marker is not None and marker.epoch > desired.epoch:  # same rule as Adapter.plan
+            raise LostRace(
+                f"{self.name}: {marker_name(self.domain)} holds epoch {marker.epoch} "
+                f"(primary {marker.primary}, by {marker.by}), newer than our epoch {desired.epoch}; "
+                "not overwriting"
+            )
+        have = self.live_records(live)
+        want = self.wanted(desired)
+        changes: list[str] = []
+        if set(have) != set(want) or any(not want[t].same(have[t]) for t in want):
+            before = "; ".join(have[t].describe() for t in sorted(have)) or "(none)"
+            after = "; ".join(want[t].describe() for t in sorted(want)) or "(none)"
+            changes.append(f"{self.domain}: {before} -> {after}")
+        if marker is None or (marker.epoch, marker.primary) != (desired.epoch, desired.primary):
+            was = marker.text() if marker else (live.marker_text or "(none)")
+            changes.append(f"{marker_name(self.domain)} TXT: {was} -> {desired.marker().text()}")
+        return Plan(self.name, live, desired, tuple(changes))
+
+    def marker_to_write(self, plan: Plan) -> str:
+        """The marker text the change writes. When the decision is the one already published
+        (a drift repair), the old text is kept, so its ``at`` still says when that primary
+        was first published (the hold-down counts from it)."""
+        old = plan.live.marker
+        desired = plan.desired
+        if old is not None and (old.epoch, old.primary) == (desired.epoch, desired.primary):
+            return old.text()
+        return desired.marker().text()
+
+    def record_changes(self, plan: Plan) -> tuple[list[RecordSet], list[RecordSet]]:
+        """(deletions exactly as read, additions) for the domain's name and the marker.
+
+        The marker is always deleted as read and created again: that is the fence."""
+        have = self.live_records(plan.live)
+        want = self.wanted(plan.desired)
+        deletions = [have[t] for t in sorted(have) if not have[t].same(want.get(t))]
+        additions = [want[t] for t in sorted(want) if not want[t].same(have.get(t))]
+        old_marker = self.live_marker_set(plan.live)
+        if old_marker is not None:
+            deletions.append(old_marker)
+        additions.append(RecordSet("TXT", plan.desired.ttl, (quote_txt(self.marker_to_write(plan)),)))
+        return deletions, additions
+
+    def verify_records(self, live: Live, desired: Desired) -> list[str]:
+        """What disagrees between a fresh read and the decision (empty: verified)."""
+        problems: list[str] = []
+        have = self.live_records(live)
+        want = self.wanted(desired)
+        if set(have) != set(want) or any(not want[t].same(have[t]) for t in want):
+            problems.append("; ".join(have[t].describe() for t in sorted(have)) or "no records")
+        marker: Marker | None = live.marker
+        if marker is None or (marker.epoch, marker.primary) != (desired.epoch, desired.primary):
+            problems.append(f"marker {live.marker_text!r}")
+        return problems
