@@ -24,6 +24,7 @@ class LocalGateway:
     delay: float = 0.5  # for "slow"
     requests: int = 0
     _server: asyncio.Server | None = field(default=None, repr=False)
+    _clients: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
 
     @property
     def running(self) -> bool:
@@ -37,11 +38,13 @@ class LocalGateway:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-            with contextlib.suppress(Exception):
-                server.close_clients()  # type: ignore[attr-defined]  # 3.13+: drop keep-alive peers
+            for writer in list(self._clients):  # a dead gateway drops its keep-alive peers too
+                with contextlib.suppress(Exception):
+                    writer.transport.abort()
             await server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
         try:
             while self._server is not None:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -66,6 +69,7 @@ class LocalGateway:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            self._clients.discard(writer)
             writer.close()
 
 
