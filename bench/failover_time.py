@@ -62,7 +62,9 @@ def main() -> int:
     port = free_port()
     pool = ThreadedGateways([LocalGateway(n, a, port) for n, a in {**EAST, **WEST}.items()])
     pool.start()
-    adapter = Rfc2136Adapter(DOMAIN, bind.host, bind.port, bind.zone, 30, (bind.key_name, bind.algorithm, bind.key_secret))
+    adapter = Rfc2136Adapter(
+        DOMAIN, bind.host, bind.port, bind.zone, 30, (bind.key_name, bind.algorithm, bind.key_secret)
+    )
     env = dict(os.environ, FAILOVER_TSIG_SECRET=bind.key_secret)
     east, west = sorted(EAST.values()), sorted(WEST.values())
     trials: list[dict[str, float]] = []
@@ -71,18 +73,35 @@ def main() -> int:
         for trial in range(args.trials):
             adapter.raw_update(lambda u: (u.delete(DOMAIN + ".", "A"), u.delete("_failover." + DOMAIN + ".", "TXT")))
             policy = {
-                "service": "bench", "observer": "east",
+                "service": "bench",
+                "observer": "east",
                 "regions": [
                     {"name": "east", "priority": 10, "gateways": [{"name": n, "address": a} for n, a in EAST.items()]},
                     {"name": "west", "priority": 20, "gateways": [{"name": n, "address": a} for n, a in WEST.items()]},
                 ],
-                "domains": [{
-                    "name": DOMAIN,
-                    "checks": [{"kind": "http", "port": port, "path": "/ready", "interval": args.interval,
-                                "timeout": "500ms"}],
-                    "traffic": [{"kind": "rfc2136", "server": bind.server, "zone": bind.zone, "ttl": 30,
-                                 "tsig": {"name": bind.key_name, "secret_env": "FAILOVER_TSIG_SECRET"}}],
-                }],
+                "domains": [
+                    {
+                        "name": DOMAIN,
+                        "checks": [
+                            {
+                                "kind": "http",
+                                "port": port,
+                                "path": "/ready",
+                                "interval": args.interval,
+                                "timeout": "500ms",
+                            }
+                        ],
+                        "traffic": [
+                            {
+                                "kind": "rfc2136",
+                                "server": bind.server,
+                                "zone": bind.zone,
+                                "ttl": 30,
+                                "tsig": {"name": bind.key_name, "secret_env": "FAILOVER_TSIG_SECRET"},
+                            }
+                        ],
+                    }
+                ],
                 "health": {"rise": 2, "fall": args.fall},
                 "election": {"hold_down": "0s"},
                 "state": {"url": f"sqlite:///state-{trial}.db"},
@@ -90,8 +109,12 @@ def main() -> int:
             policy_file = work / f"policy-{trial}.yaml"
             policy_file.write_text(yaml.safe_dump(policy))
             log = (work / f"daemon-{trial}.log").open("w")
-            daemon = subprocess.Popen([sys.executable, "-m", "failover", "run", "--policy", str(policy_file)],
-                                      env=env, stdout=log, stderr=subprocess.STDOUT)
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "failover", "run", "--policy", str(policy_file)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 wait(lambda: bind.query(DOMAIN) == east, 30, "first publish")
                 time.sleep(rng.uniform(0.5, 1.5))  # random phase against the probe schedule
@@ -109,17 +132,27 @@ def main() -> int:
         pool.close()
         bind.stop()
     flips = [t["flip_s"] for t in trials]
-    print(json.dumps({
-        "benchmark": "failover_time",
-        "setup": {"interval": args.interval, "fall": args.fall, "rise": 2, "dns": "BIND 9 (rfc2136, TSIG)",
-                  "gateways": "2 per region, loopback HTTP"},
-        "trials": len(flips),
-        "p50_s": round(statistics.median(flips), 3),
-        "p95_s": round(percentile(flips, 0.95), 3),
-        "max_s": round(max(flips), 3),
-        "min_s": round(min(flips), 3),
-        "all_s": flips,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "failover_time",
+                "setup": {
+                    "interval": args.interval,
+                    "fall": args.fall,
+                    "rise": 2,
+                    "dns": "BIND 9 (rfc2136, TSIG)",
+                    "gateways": "2 per region, loopback HTTP",
+                },
+                "trials": len(flips),
+                "p50_s": round(statistics.median(flips), 3),
+                "p95_s": round(percentile(flips, 0.95), 3),
+                "max_s": round(max(flips), 3),
+                "min_s": round(min(flips), 3),
+                "all_s": flips,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -51,7 +51,10 @@ def handle_errors(func: F) -> F:
 
 def policy_option(func: F) -> F:
     return click.option(
-        "--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
+        "--policy",
+        "policy_path",
+        type=click.Path(dir_okay=False),
+        default=None,
         help="policy file (default: $FAILOVER_POLICY)",
     )(func)
 
@@ -77,10 +80,16 @@ def _run_app(policy: Policy, work: Callable[[App], Any], persist: bool = True, a
 
 def _outcomes_json(outcomes: list[Any]) -> list[dict[str, Any]]:
     return [
-        {"domain": o.decision.domain, "kind": o.decision.kind, "reason": o.decision.reason,
-         "primary": o.decision.state.primary, "secondary": o.decision.state.secondary,
-         "epoch": o.decision.state.epoch, "changed": o.decision.changed,
-         "adapters": [dataclasses.asdict(a) for a in o.adapters]}
+        {
+            "domain": o.decision.domain,
+            "kind": o.decision.kind,
+            "reason": o.decision.reason,
+            "primary": o.decision.state.primary,
+            "secondary": o.decision.state.secondary,
+            "epoch": o.decision.state.epoch,
+            "changed": o.decision.changed,
+            "adapters": [dataclasses.asdict(a) for a in o.adapters],
+        }
         for o in outcomes
     ]
 
@@ -133,8 +142,20 @@ def check(policy_path: str | None, as_json: bool) -> None:
     policy = load_policy(policy_path)
     results = _run_app(policy, lambda app: probe_once(app.probes), persist=False, adapters=False)
     if as_json:
-        _print_json([{"domain": k.domain, "gateway": k.gateway, "check": k.check, "ok": r.ok,
-                      "latency": r.latency, "reason": r.reason, "warning": r.warning} for k, r in results.items()])
+        _print_json(
+            [
+                {
+                    "domain": k.domain,
+                    "gateway": k.gateway,
+                    "check": k.check,
+                    "ok": r.ok,
+                    "latency": r.latency,
+                    "reason": r.reason,
+                    "warning": r.warning,
+                }
+                for k, r in results.items()
+            ]
+        )
     else:
         render.checks(console, policy, results)
     if not all(r.ok for r in results.values()):
@@ -221,8 +242,16 @@ def _operation(policy_path: str | None, as_json: bool, act: Callable[[App], Any]
 @policy_option
 @json_option
 @handle_errors
-def promote(region: str, reason: str, domain: str | None, duration: str | None, force: bool, by: str | None,
-            policy_path: str | None, as_json: bool) -> None:
+def promote(
+    region: str,
+    reason: str,
+    domain: str | None,
+    duration: str | None,
+    force: bool,
+    by: str | None,
+    policy_path: str | None,
+    as_json: bool,
+) -> None:
     """Manual failover: pin REGION as primary until released or expired."""
     seconds = None
     if duration is not None:
@@ -230,8 +259,11 @@ def promote(region: str, reason: str, domain: str | None, duration: str | None, 
             seconds = parse_duration(duration)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--for") from None
-    _operation(policy_path, as_json, lambda app: operations.promote(
-        app.coordinator, region, reason, by or _default_by(), domain, seconds, force))
+    _operation(
+        policy_path,
+        as_json,
+        lambda app: operations.promote(app.coordinator, region, reason, by or _default_by(), domain, seconds, force),
+    )
 
 
 @main.command()
@@ -242,6 +274,7 @@ def promote(region: str, reason: str, domain: str | None, duration: str | None, 
 @handle_errors
 def release(domain: str | None, by: str | None, policy_path: str | None, as_json: bool) -> None:
     """Drop a manual override."""
+
     def act(app: App) -> Any:
         dropped, outcomes = operations.release(app.coordinator, by or _default_by(), domain)
         if dropped is None and not as_json:
@@ -291,8 +324,19 @@ def history(domain: str | None, limit: int | None, policy_path: str | None, as_j
     finally:
         store.close()
     if as_json:
-        _print_json([{"at": operations.iso(e.at), "kind": e.kind, "domain": e.domain, "detail": e.detail,
-                      "observer": e.observer, "data": e.data} for e in entries])
+        _print_json(
+            [
+                {
+                    "at": operations.iso(e.at),
+                    "kind": e.kind,
+                    "domain": e.domain,
+                    "detail": e.detail,
+                    "observer": e.observer,
+                    "data": e.data,
+                }
+                for e in entries
+            ]
+        )
     else:
         render.history(console, entries)
 

@@ -112,8 +112,15 @@ class Coordinator:
                 after = health.advance(before, result, rules.rise, rules.fall, now)
                 if after.status is not before.status:
                     moved = True
-                    log.info("%s %s %s: %s -> %s (%s)", key.domain, key.gateway, key.check,
-                             before.status, after.status, result.reason)
+                    log.info(
+                        "%s %s %s: %s -> %s (%s)",
+                        key.domain,
+                        key.gateway,
+                        key.check,
+                        before.status,
+                        after.status,
+                        result.reason,
+                    )
                 if after.warning and after.warning != before.warning:
                     self.audit("warning", key.domain, after.warning, gateway=key.gateway)
                 changed[key] = after
@@ -144,7 +151,9 @@ class Coordinator:
                 per_gateway: dict[str, tuple[Status, str]] = {}
                 for region in self.policy.regions:
                     for gw in region.gateways:
-                        checks = [s for k, s in self._streaks.items() if k.domain == domain.name and k.gateway == gw.name]
+                        checks = [
+                            s for k, s in self._streaks.items() if k.domain == domain.name and k.gateway == gw.name
+                        ]
                         status = health.gateway_status(checks) if checks else Status.UNKNOWN
                         worst = next((s.reason for s in checks if s.status is Status.DOWN), None)
                         per_gateway[gw.name] = (status, worst or (checks[0].reason if checks else "not probed yet"))
@@ -196,8 +205,12 @@ class Coordinator:
         for key, override in self.store.overrides().items():
             if not override.active(now):
                 self.store.clear_override(key)
-                self.audit("release", None if key == "*" else key,
-                           f"override to {override.region} by {override.by} expired", region=override.region)
+                self.audit(
+                    "release",
+                    None if key == "*" else key,
+                    f"override to {override.region} by {override.by} expired",
+                    region=override.region,
+                )
 
     def _evaluate_domain(self, domain: str, snap: Snapshot, apply: bool, attempts: int = 3) -> DomainOutcome:
         reads: list[tuple[Adapter, Live | AdapterError]] = []
@@ -269,14 +282,24 @@ class Coordinator:
         """Compare-and-set on the epoch the decision was based on; False: someone else won."""
         new = decision.state
         if base is not None and (base.primary, base.secondary, base.epoch, base.reason) == (
-            new.primary, new.secondary, new.epoch, new.reason
+            new.primary,
+            new.secondary,
+            new.epoch,
+            new.reason,
         ):
             return True
         if not self.store.put_state(new, base.epoch if base else None):
             return False
         if decision.changed:
-            self.audit(decision.kind, new.domain, decision.reason, primary=new.primary,
-                       secondary=new.secondary, epoch=new.epoch, previous=base.primary if base else None)
+            self.audit(
+                decision.kind,
+                new.domain,
+                decision.reason,
+                primary=new.primary,
+                secondary=new.secondary,
+                epoch=new.epoch,
+                previous=base.primary if base else None,
+            )
         return True
 
     # -- traffic -----------------------------------------------------------------------------
@@ -314,6 +337,12 @@ class Coordinator:
             return AdapterOutcome(adapter.name, "error", str(exc), plan.changes)
         took = time.monotonic() - started
         detail = f"applied and verified in {took * 1000:.0f}ms"
-        self.audit("applied", domain, f"{adapter.name}: " + "; ".join(plan.changes),
-                   adapter=adapter.name, epoch=state.epoch, seconds=round(took, 4))
+        self.audit(
+            "applied",
+            domain,
+            f"{adapter.name}: " + "; ".join(plan.changes),
+            adapter=adapter.name,
+            epoch=state.epoch,
+            seconds=round(took, 4),
+        )
         return AdapterOutcome(adapter.name, "applied", detail, plan.changes)

@@ -59,12 +59,24 @@ class Daemon:
             # Spread first runs over a tenth of the interval so hundreds of probes don't start at once.
             offset = (index % 10) * probe.interval / 100
             scheduler.add_job(
-                self._probe, "interval", args=[key], seconds=probe.interval, max_instances=1, coalesce=True,
-                misfire_grace_time=max(1, int(probe.interval)), id=f"probe:{key.domain}:{key.gateway}:{key.check}",
+                self._probe,
+                "interval",
+                args=[key],
+                seconds=probe.interval,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(probe.interval)),
+                id=f"probe:{key.domain}:{key.gateway}:{key.check}",
                 next_run_time=_dt(now + offset),
             )
-        scheduler.add_job(self.request_evaluation, "interval", seconds=self.reconcile_interval, id="reconcile",
-                          max_instances=1, coalesce=True)
+        scheduler.add_job(
+            self.request_evaluation,
+            "interval",
+            seconds=self.reconcile_interval,
+            id="reconcile",
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.start()
         self._scheduler = scheduler
         self._evaluator = asyncio.create_task(self._evaluate_forever(), name="evaluator")
@@ -132,7 +144,9 @@ def _dt(ts: float) -> Any:
     return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
-async def serve(policy: Policy, extras: Callable[[Daemon], Awaitable[Callable[[], Awaitable[None]]]] | None = None) -> None:
+async def serve(
+    policy: Policy, extras: Callable[[Daemon], Awaitable[Callable[[], Awaitable[None]]]] | None = None
+) -> None:
     app = build_app(policy)
     daemon = Daemon(app)
     loop = asyncio.get_running_loop()

@@ -59,11 +59,13 @@ def demo_policy(folder: Path, port: int) -> dict[str, Any]:
             {"name": "east", "priority": 10, "gateways": [{"name": n, "address": a} for n, a in EAST.items()]},
             {"name": "west", "priority": 20, "gateways": [{"name": n, "address": a} for n, a in WEST.items()]},
         ],
-        "domains": [{
-            "name": DOMAIN,
-            "checks": [{"kind": "http", "port": port, "path": "/ready", "interval": "500ms", "timeout": "400ms"}],
-            "traffic": [{"kind": "zonefile", "path": "demo.test.zone", "zone": "demo.test.", "ttl": 30}],
-        }],
+        "domains": [
+            {
+                "name": DOMAIN,
+                "checks": [{"kind": "http", "port": port, "path": "/ready", "interval": "500ms", "timeout": "400ms"}],
+                "traffic": [{"kind": "zonefile", "path": "demo.test.zone", "zone": "demo.test.", "ttl": 30}],
+            }
+        ],
         "health": {"rise": 2, "fall": 3, "min_healthy_gateways": 1},
         "election": {"failback": "auto", "failback_after": "3s", "hold_down": "2s", "max_failovers_per_hour": 10},
         "state": {"url": "sqlite:///state.db"},
@@ -174,13 +176,16 @@ async def _demo(console: Console, live: bool, speed: float) -> dict[str, float]:
         killed = time.monotonic()
         for name in EAST:
             await gateways[name].stop()
-        detected = await _wait("detection of east down", lambda: (
-            app.coordinator.snapshot().health[DOMAIN]["east"].status == "down"), 20)
+        detected = await _wait(
+            "detection of east down", lambda: app.coordinator.snapshot().health[DOMAIN]["east"].status == "down", 20
+        )
         shifted = await _wait("the DNS shift to west", serving(west), 20)
         figures["detection_s"] = detected - killed
         figures["failover_s"] = shifted - killed
-        view.say(f"east detected down after {figures['detection_s']:.2f}s; DNS on west after "
-                 f"{figures['failover_s']:.2f}s (interval 0.5s, fall 3)")
+        view.say(
+            f"east detected down after {figures['detection_s']:.2f}s; DNS on west after "
+            f"{figures['failover_s']:.2f}s (interval 0.5s, fall 3)"
+        )
         await asyncio.sleep(1.5 * speed)
 
         view.phase = "east recovers"
@@ -222,6 +227,7 @@ def run_demo(speed: float = 1.0) -> int:
         f"  failback to east   {figures['failback_s']:.2f}s after recovery\n"
         "Next: edit policies/example.yaml for your gateways and run `failover plan --policy ...`.",
         highlight=False,
+        soft_wrap=True,
     )
     return 0
 

@@ -10,7 +10,7 @@ decision. Rules, in the order they apply for one domain:
 3. The current primary stays while it is healthy and undrained. With ``failback: auto`` a
    better region takes over again once it has been healthy for ``failback_after``.
 4. When the primary is down (or drained), the best healthy undrained region takes over,
-   unless the hold-down since the last change has not elapsed or the hourly budget of
+   unless the hold-down since the last automatic change has not elapsed or the hourly budget of
    automatic changes is spent. A drain is an operator's act and skips both.
 5. When no region can take over, the current primary stays (fail static) and we say so.
 
@@ -73,15 +73,17 @@ def decide(
             secondary=secondary_for(primary),
             epoch=state.epoch + 1 if moved else state.epoch,
             changed_at=now if moved else state.changed_at,
-            failovers=recent + (now,) if moved and automatic else recent,
+            failovers=(*recent, now) if moved and automatic else recent,
             reason=reason,
         )
         return Decision(kind=kind, reason=reason, state=new, changed=moved)
 
     # 1. manual override
     if override is not None and override.active(now):
-        note = "" if _status(health, override.region) is Status.UP else (
-            f" ({override.region} is {_status(health, override.region)}: {_why(health, override.region)})"
+        note = (
+            ""
+            if _status(health, override.region) is Status.UP
+            else (f" ({override.region} is {_status(health, override.region)}: {_why(health, override.region)})")
         )
         until = f" until {override.until:.0f}" if override.until is not None else ""
         reason = f"{override.region} pinned by {override.by}{until}: {override.reason}{note}"
@@ -100,7 +102,9 @@ def decide(
 
     primary = state.primary
     status = _status(health, primary)
-    held_until = (state.changed_at or -HOUR) + rules.hold_down
+    # The hold-down runs from the last automatic change (ours, or one adopted from a marker);
+    # a first election or an operator's move does not delay the next automatic failover.
+    held_until = (recent[-1] if recent else -HOUR) + rules.hold_down
     budget_spent = len(recent) >= rules.max_failovers_per_hour
 
     # 3. primary healthy: keep, or fail back
@@ -111,31 +115,46 @@ def decide(
             if better and best is not None:
                 healthy_for = now - (health[best].since or now)
                 if healthy_for < rules.failback_after:
-                    return outcome("keep", f"{primary} kept; {best} healthy for {fmt(healthy_for)}, "
-                                           f"fails back after {fmt(rules.failback_after)}", primary)
+                    return outcome(
+                        "keep",
+                        f"{primary} kept; {best} healthy for {fmt(healthy_for)}, "
+                        f"fails back after {fmt(rules.failback_after)}",
+                        primary,
+                    )
                 if now < held_until:
-                    return outcome("hold", f"{primary} kept; failback to {best} held down until {held_until:.0f}", primary)
+                    return outcome(
+                        "hold", f"{primary} kept; failback to {best} held down until {held_until:.0f}", primary
+                    )
                 if budget_spent:
-                    return outcome("hold", f"{primary} kept; failback to {best} refused: "
-                                           f"{len(recent)} automatic changes in the last hour", primary)
-                return outcome("failback", f"{best} healthy for {fmt(healthy_for)}; failback from {primary}",
-                               best, automatic=True)
+                    return outcome(
+                        "hold",
+                        f"{primary} kept; failback to {best} refused: {len(recent)} automatic changes in the last hour",
+                        primary,
+                    )
+                return outcome(
+                    "failback", f"{best} healthy for {fmt(healthy_for)}; failback from {primary}", best, automatic=True
+                )
         word = "unknown" if status is Status.UNKNOWN else "healthy"
         return outcome("keep", f"no action: {primary} is primary and {word} ({_why(health, primary)})", primary)
 
     # 4. primary down or drained
-    cause = f"{primary} drained" if primary in drained and status is not Status.DOWN else (
-        f"{primary} down [{_why(health, primary)}]")
+    cause = (
+        f"{primary} drained"
+        if primary in drained and status is not Status.DOWN
+        else (f"{primary} down [{_why(health, primary)}]")
+    )
     target = secondary_for(primary)
     if target is None:
-        return outcome("fail_static", f"{cause}; no healthy region to take over: keeping {primary} (fail static)",
-                       primary)
+        return outcome(
+            "fail_static", f"{cause}; no healthy region to take over: keeping {primary} (fail static)", primary
+        )
     if primary not in drained:
         if now < held_until:
             return outcome("hold", f"{cause}; hold-down keeps {primary} until {held_until:.0f}", primary)
         if budget_spent:
-            return outcome("hold", f"{cause}; failover budget spent ({len(recent)} in the last hour): "
-                                   f"keeping {primary}", primary)
+            return outcome(
+                "hold", f"{cause}; failover budget spent ({len(recent)} in the last hour): keeping {primary}", primary
+            )
     return outcome("failover", f"{cause}; {target} elected", target, automatic=primary not in drained)
 
 

@@ -60,9 +60,15 @@ class LocalGateway:
                 status = b"503 Service Unavailable" if self.mode == "error" else b"200 OK"
                 body = f"ok {self.name}\n".encode()
                 close = b"connection: close" in head.lower()
-                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\nContent-Length: "
-                             + str(len(body)).encode() + (b"\r\nConnection: close" if close else b"")
-                             + b"\r\n\r\n" + body)
+                writer.write(
+                    b"HTTP/1.1 "
+                    + status
+                    + b"\r\nContent-Type: text/plain\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + (b"\r\nConnection: close" if close else b"")
+                    + b"\r\n\r\n"
+                    + body
+                )
                 await writer.drain()
                 if close:
                     break

@@ -44,9 +44,14 @@ def status(coordinator: Coordinator, snap: Snapshot | None = None) -> dict[str, 
             "epoch": state.epoch if state else 0,
             "reason": state.reason if state else "no decision yet",
             "changed_at": iso(state.changed_at) if state else None,
-            "override": None if override is None else {
-                "region": override.region, "reason": override.reason, "until": iso(override.until),
-                "by": override.by, "force": override.force,
+            "override": None
+            if override is None
+            else {
+                "region": override.region,
+                "reason": override.reason,
+                "until": iso(override.until),
+                "by": override.by,
+                "force": override.force,
             },
             "regions": regions,
         }
@@ -60,15 +65,26 @@ def _domains(coordinator: Coordinator, domain: str | None) -> list[str]:
 
 
 def _check_outcomes(outcomes: list[DomainOutcome]) -> list[DomainOutcome]:
-    failed = [f"{o.decision.domain}: {a.adapter}: {a.detail}" for o in outcomes for a in o.adapters
-              if a.action in ("error", "lost_race")]
+    failed = [
+        f"{o.decision.domain}: {a.adapter}: {a.detail}"
+        for o in outcomes
+        for a in o.adapters
+        if a.action in ("error", "lost_race")
+    ]
     if failed:
         raise FailoverError("recorded, but not every adapter applied it:\n  " + "\n  ".join(failed))
     return outcomes
 
 
-def promote(coordinator: Coordinator, region: str, reason: str, by: str, domain: str | None = None,
-            duration: float | None = None, force: bool = False) -> list[DomainOutcome]:
+def promote(
+    coordinator: Coordinator,
+    region: str,
+    reason: str,
+    by: str,
+    domain: str | None = None,
+    duration: float | None = None,
+    force: bool = False,
+) -> list[DomainOutcome]:
     policy = coordinator.policy
     policy.region(region)  # UsageError naming the known regions
     if not reason.strip():
@@ -80,28 +96,38 @@ def promote(coordinator: Coordinator, region: str, reason: str, by: str, domain:
             verdict = snap.health[name][region]
             fresh = coordinator.up_now(name, region)
             if verdict.status is not Status.UP or fresh < policy.health.min_healthy_gateways:
-                why = verdict.reason if verdict.status is not Status.UP else (
-                    f"only {fresh} gateway(s) passed their latest probe")
-                raise FailoverError(
-                    f"refusing to promote {region} for {name}: {why}; use --force to pin it anyway"
+                why = (
+                    verdict.reason
+                    if verdict.status is not Status.UP
+                    else (f"only {fresh} gateway(s) passed their latest probe")
                 )
+                raise FailoverError(f"refusing to promote {region} for {name}: {why}; use --force to pin it anyway")
     now = coordinator.clock()
     until = now + duration if duration else None
-    override = Override(domain=targets[0] if domain else "*", region=region, reason=reason, by=by,
-                        at=now, until=until, force=force)
+    override = Override(
+        domain=targets[0] if domain else "*", region=region, reason=reason, by=by, at=now, until=until, force=force
+    )
     coordinator.store.set_override(override)
     scope = targets[0] if domain else None
-    coordinator.audit("override", scope, f"{by} promoted {region}: {reason}", region=region, by=by,
-                      until=iso(until), force=force)
+    coordinator.audit(
+        "override", scope, f"{by} promoted {region}: {reason}", region=region, by=by, until=iso(until), force=force
+    )
     return _check_outcomes(coordinator.evaluate(domains=targets))
 
 
-def release(coordinator: Coordinator, by: str, domain: str | None = None) -> tuple[Override | None, list[DomainOutcome]]:
+def release(
+    coordinator: Coordinator, by: str, domain: str | None = None
+) -> tuple[Override | None, list[DomainOutcome]]:
     key = coordinator.policy.domain(domain).name if domain else "*"
     dropped = coordinator.store.clear_override(key)
     if dropped is not None:
-        coordinator.audit("release", None if key == "*" else key,
-                          f"{by} released the override to {dropped.region}", region=dropped.region, by=by)
+        coordinator.audit(
+            "release",
+            None if key == "*" else key,
+            f"{by} released the override to {dropped.region}",
+            region=dropped.region,
+            by=by,
+        )
     return dropped, _check_outcomes(coordinator.evaluate(domains=_domains(coordinator, domain)))
 
 

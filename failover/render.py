@@ -13,8 +13,17 @@ from failover.model import AuditEntry, ProbeResult, StreakKey
 from failover.operations import iso
 from failover.policy import Policy
 
-STYLE = {"up": "green", "down": "red", "unknown": "yellow", "applied": "green", "noop": "dim",
-         "planned": "cyan", "error": "red", "lost_race": "red", "skipped": "yellow"}
+STYLE = {
+    "up": "green",
+    "down": "red",
+    "unknown": "yellow",
+    "applied": "green",
+    "noop": "dim",
+    "planned": "cyan",
+    "error": "red",
+    "lost_race": "red",
+    "skipped": "yellow",
+}
 
 
 def _c(text: str) -> str:
@@ -30,16 +39,25 @@ def checks(console: Console, policy: Policy, results: Mapping[StreakKey, ProbeRe
     for key, result in results.items():
         outcome = "up" if result.ok else "down"
         detail = result.reason + (f" [yellow]({result.warning})[/yellow]" if result.warning else "")
-        table.add_row(key.domain, region_of[key.gateway], key.gateway, key.check, _c(outcome),
-                      f"{result.latency * 1000:.1f}ms", detail)
+        table.add_row(
+            key.domain,
+            region_of[key.gateway],
+            key.gateway,
+            key.check,
+            _c(outcome),
+            f"{result.latency * 1000:.1f}ms",
+            detail,
+        )
     console.print(table)
 
 
 def status(console: Console, data: Mapping[str, Any]) -> None:
     for domain, info in data["domains"].items():
         override = info["override"]
-        title = (f"{domain}: primary [bold]{info['primary'] or '-'}[/bold], secondary {info['secondary'] or '-'}, "
-                 f"epoch {info['epoch']}")
+        title = (
+            f"{domain}: primary [bold]{info['primary'] or '-'}[/bold], secondary {info['secondary'] or '-'}, "
+            f"epoch {info['epoch']}"
+        )
         table = Table(title=title, caption=info["reason"], expand=False)
         for col in ("region", "health", "drained", "gateways", "why"):
             table.add_column(col)

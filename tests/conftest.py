@@ -50,14 +50,25 @@ def policy_dict(bind: Bind, port: int, state: str = "sqlite:///state.db", **over
             {"name": "east", "priority": 10, "gateways": [{"name": n, "address": a} for n, a in EAST.items()]},
             {"name": "west", "priority": 20, "gateways": [{"name": n, "address": a} for n, a in WEST.items()]},
         ],
-        "domains": [{
-            "name": "api.example.com",
-            "checks": [{"kind": "http", "port": port, "path": "/ready", "interval": "1s", "timeout": "500ms"}],
-            "traffic": [{
-                "kind": "rfc2136", "server": bind.server, "zone": bind.zone, "ttl": 30,
-                "tsig": {"name": bind.key_name, "algorithm": bind.algorithm, "secret_env": "FAILOVER_TSIG_SECRET"},
-            }],
-        }],
+        "domains": [
+            {
+                "name": "api.example.com",
+                "checks": [{"kind": "http", "port": port, "path": "/ready", "interval": "1s", "timeout": "500ms"}],
+                "traffic": [
+                    {
+                        "kind": "rfc2136",
+                        "server": bind.server,
+                        "zone": bind.zone,
+                        "ttl": 30,
+                        "tsig": {
+                            "name": bind.key_name,
+                            "algorithm": bind.algorithm,
+                            "secret_env": "FAILOVER_TSIG_SECRET",
+                        },
+                    }
+                ],
+            }
+        ],
         "health": {"rise": 2, "fall": 3},
         "election": {"failback": "manual", "hold_down": "0s", "max_failovers_per_hour": 20},
         "state": {"url": state},

@@ -167,7 +167,9 @@ class Rfc2136Adapter(Adapter):
             who = f"key {self._keyname}" if self._keyname else "unsigned updates"
             raise AdapterError(f"{self.name}: update REFUSED: the server's allow-update does not admit {who}")
         if rcode == dns.rcode.NOTAUTH:
-            raise AdapterError(f"{self.name}: update answered NOTAUTH: not authoritative for {self.zone} or TSIG rejected")
+            raise AdapterError(
+                f"{self.name}: update answered NOTAUTH: not authoritative for {self.zone} or TSIG rejected"
+            )
         if rcode != dns.rcode.NOERROR:
             raise AdapterError(f"{self.name}: update answered {dns.rcode.to_text(rcode)}")
 

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import dns.exception
 import dns.name
-import dns.rdataclass
-import dns.rdatatype
 import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
 import dns.zone
 
 from failover.adapters.abc import Adapter, Desired, Live, Plan, marker_name, sort_addresses, split_families
@@ -36,8 +37,9 @@ def _quote(text: str) -> str:
 class ZonefileAdapter(Adapter):
     kind = "zonefile"
 
-    def __init__(self, domain: str, path: str | Path, zone: str, ttl: int = 30,
-                 reload_command: list[str] | None = None) -> None:
+    def __init__(
+        self, domain: str, path: str | Path, zone: str, ttl: int = 30, reload_command: list[str] | None = None
+    ) -> None:
         super().__init__(domain)
         self.path = Path(path)
         self.ttl = ttl
@@ -70,7 +72,9 @@ class ZonefileAdapter(Adapter):
         if not self.path.exists():
             zone = dns.zone.Zone(self.origin)
             soa = zone.find_rdataset("@", "SOA", create=True)
-            soa.add(dns.rdata.from_text("IN", "SOA", f"ns.{self.origin} hostmaster.{self.origin} 1 3600 600 86400 30"), 3600)
+            soa.add(
+                dns.rdata.from_text("IN", "SOA", f"ns.{self.origin} hostmaster.{self.origin} 1 3600 600 86400 30"), 3600
+            )
             zone.find_rdataset("@", "NS", create=True).add(dns.rdata.from_text("IN", "NS", f"ns.{self.origin}"), 3600)
             return zone
         try:
@@ -110,7 +114,8 @@ class ZonefileAdapter(Adapter):
                         rdataset.add(dns.rdata.from_text("IN", rdtype, value), desired.ttl)
             zone.delete_rdataset(self._marker, "TXT")
             zone.find_rdataset(self._marker, "TXT", create=True).add(
-                dns.rdata.from_text("IN", "TXT", _quote(desired.marker().text())), desired.ttl)
+                dns.rdata.from_text("IN", "TXT", _quote(desired.marker().text())), desired.ttl
+            )
             self._bump_serial(zone)
             self._write(zone)
         self._reload()
@@ -119,9 +124,7 @@ class ZonefileAdapter(Adapter):
         soa_set = zone.find_rdataset("@", "SOA")
         soa = next(iter(soa_set))
         bumped = soa.replace(serial=(soa.serial + 1) % 2**32)
-        ttl = soa_set.ttl
-        soa_set.clear()
-        soa_set.add(bumped, ttl)
+        zone.replace_rdataset("@", dns.rdataset.from_rdata(soa_set.ttl, bumped))
 
     def _write(self, zone: dns.zone.Zone) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".zone-", dir=self.path.parent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from failover.model import ProbeResult
 from failover.policy import TcpCheck
@@ -19,16 +20,12 @@ class TcpProbe(Probe):
     async def run(self) -> ProbeResult:
         watch = Stopwatch()
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.target.address, self.port), self.timeout
-            )
+            _, writer = await asyncio.wait_for(asyncio.open_connection(self.target.address, self.port), self.timeout)
         except TimeoutError:
             return ProbeResult(False, watch.elapsed, f"{self.label}: connect timed out after {self.timeout:g}s")
         except OSError as exc:
             return ProbeResult(False, watch.elapsed, f"{self.label}: {exc.strerror or exc}")
         writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await writer.wait_closed()
-        except OSError:
-            pass
         return ProbeResult(True, watch.elapsed, f"{self.label}: connected in {watch.ms()}")

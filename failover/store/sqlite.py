@@ -40,9 +40,7 @@ class SqliteStore(Store):
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
-            )
+            self._db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
@@ -116,9 +114,7 @@ class SqliteStore(Store):
             )
 
     def all_region_health(self, fresh_after: float) -> dict[str, dict[tuple[str, str], RegionHealth]]:
-        rows = self._read(
-            "SELECT observer, domain, region, data FROM region_health WHERE updated >= ?", (fresh_after,)
-        )
+        rows = self._read("SELECT observer, domain, region, data FROM region_health WHERE updated >= ?", (fresh_after,))
         out: dict[str, dict[tuple[str, str], RegionHealth]] = {}
         for observer, d, r, data in rows:
             out.setdefault(observer, {})[(d, r)] = codec.region_health(data)

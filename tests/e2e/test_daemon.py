@@ -17,12 +17,15 @@ DOMAIN = "api.example.com"
 
 def test_daemon_fails_over_repairs_drift_and_stops_cleanly(bind, gateways, write_policy, cli_env, tmp_path):
     pool, port = gateways
-    adapter = Rfc2136Adapter(DOMAIN, bind.host, bind.port, bind.zone, 30, (bind.key_name, bind.algorithm, bind.key_secret))
+    adapter = Rfc2136Adapter(
+        DOMAIN, bind.host, bind.port, bind.zone, 30, (bind.key_name, bind.algorithm, bind.key_secret)
+    )
     adapter.raw_update(lambda u: (u.delete(DOMAIN + ".", "A"), u.delete("_failover." + DOMAIN + ".", "TXT")))
     policy = write_policy(policy_dict(bind, port))
     log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen([*failover_cmd(), "-v", "run", "--policy", str(policy)], env=cli_env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    daemon = subprocess.Popen(
+        [*failover_cmd(), "-v", "run", "--policy", str(policy)], env=cli_env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         wait_for(lambda: bind.query(DOMAIN) == sorted(EAST.values()), 20, "first publish of east")
 

@@ -11,8 +11,14 @@ from tests.conftest import failover_cmd
 
 def test_demo_runs_unattended_and_reports_figures():
     env = dict(os.environ, CI="true")
-    done = subprocess.run([*failover_cmd(), "demo", "--speed", "0.2"], env=env, capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [*failover_cmd(), "demo", "--speed", "0.2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "summary" in out

@@ -17,8 +17,9 @@ DOMAIN = "api.example.com"
 
 
 def run(env: dict[str, str], policy: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*failover_cmd(), *args, "--policy", str(policy)], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [*failover_cmd(), *args, "--policy", str(policy)], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def run_json(env: dict[str, str], policy: Path, *args: str) -> Any:
@@ -31,7 +32,9 @@ def run_json(env: dict[str, str], policy: Path, *args: str) -> Any:
 def fresh_zone(bind):  # each test starts from an empty record and no marker
     from failover.adapters.rfc2136 import Rfc2136Adapter
 
-    adapter = Rfc2136Adapter(DOMAIN, bind.host, bind.port, bind.zone, 30, (bind.key_name, bind.algorithm, bind.key_secret))
+    adapter = Rfc2136Adapter(
+        DOMAIN, bind.host, bind.port, bind.zone, 30, (bind.key_name, bind.algorithm, bind.key_secret)
+    )
 
     def wipe(update: Any) -> None:
         for rdtype in ("A", "AAAA"):
@@ -43,7 +46,8 @@ def fresh_zone(bind):  # each test starts from an empty record and no marker
 
 
 def test_once_publishes_then_is_idempotent_then_fails_over_across_cron_runs(
-        bind, gateways, write_policy, cli_env, fresh_zone):
+    bind, gateways, write_policy, cli_env, fresh_zone
+):
     pool, port = gateways
     policy = write_policy(policy_dict(bind, port))
 
@@ -132,7 +136,9 @@ def test_promote_refuses_bad_input_and_changes_nothing(bind, gateways, write_pol
 
     pool.stop("west-a", "west-b")
     unhealthy = run(cli_env, policy, "promote", "west", "--reason", "test")
-    assert unhealthy.returncode == 1 and "refusing to promote west" in unhealthy.stderr and "--force" in unhealthy.stderr
+    assert (
+        unhealthy.returncode == 1 and "refusing to promote west" in unhealthy.stderr and "--force" in unhealthy.stderr
+    )
 
     bad_for = run(cli_env, policy, "promote", "west", "--reason", "x", "--for", "soon")
     assert bad_for.returncode == 2 and "--for" in bad_for.stderr
@@ -199,4 +205,3 @@ def test_validate_reports_access_and_bad_policies(bind, gateways, write_policy, 
     bad = run(cli_env, write_policy(data), "validate")
     assert bad.returncode == 2
     assert "regions[1].gateways[0].address" in bad.stderr and "Traceback" not in bad.stderr
-
