@@ -1,0 +1,96 @@
+"""RFC 2136 specifics against BIND (refusals, fencing) and the zone-file adapter."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dns.zone
+import pytest
+
+from failover.adapters.abc import Desired
+from failover.adapters.rfc2136 import Rfc2136Adapter
+from failover.adapters.zonefile import ZonefileAdapter
+from failover.errors import AdapterError, LostRace, UsageError
+
+DOMAIN = "refused.example.com"
+
+
+def desired(primary: str, epoch: int, *addresses: str) -> Desired:
+    return Desired(DOMAIN, primary, epoch, tuple(sorted(addresses)), 30, "east", int(time.time()))
+
+
+def test_unsigned_update_is_refused_and_named(bind):
+    unsigned = Rfc2136Adapter(DOMAIN, bind.host, bind.port, bind.zone)
+    plan = unsigned.plan(unsigned.read(), desired("east", 1, "127.0.0.11"))
+    with pytest.raises(AdapterError, match="REFUSED"):
+        unsigned.apply(plan)
+    assert bind.query(DOMAIN) == []
+
+
+def test_marker_with_a_newer_epoch_is_never_overwritten(bind):
+    key = (bind.key_name, bind.algorithm, bind.key_secret)
+    ours = Rfc2136Adapter(DOMAIN, bind.host, bind.port, bind.zone, 30, key)
+    ours.apply(ours.plan(ours.read(), desired("west", 5, "127.0.0.21")))
+    with pytest.raises(LostRace, match="newer than our epoch 4"):
+        ours.plan(ours.read(), desired("east", 4, "127.0.0.11"))
+    assert bind.query(DOMAIN) == ["127.0.0.21"]
+
+
+def test_bad_tsig_secret_and_zone_mismatch_are_usage_errors(bind):
+    with pytest.raises(UsageError, match="not valid base64"):
+        Rfc2136Adapter(DOMAIN, bind.host, bind.port, bind.zone, 30, (bind.key_name, "hmac-sha256", "%%%"))
+    with pytest.raises(UsageError, match="not inside zone"):
+        Rfc2136Adapter("api.other.org", bind.host, bind.port, bind.zone)
+
+
+def test_zonefile_publishes_atomically_bumps_serial_and_fences(tmp_path):
+    path = tmp_path / "example.com.zone"
+    adapter = ZonefileAdapter("api.example.com", path, "example.com.", 30)
+    first = Desired("api.example.com", "east", 1, ("127.0.0.11", "::1"), 30, "east", 100)
+    plan = adapter.plan(adapter.read(), first)
+    adapter.apply(plan)
+    adapter.verify(first)
+    zone = dns.zone.from_file(str(path), origin="example.com.")
+    serial = next(iter(zone.find_rdataset("@", "SOA"))).serial
+    assert adapter.read().addresses == ("127.0.0.11", "::1")
+    assert adapter.plan(adapter.read(), first).noop
+
+    second = Desired("api.example.com", "west", 2, ("127.0.0.21",), 30, "east", 200)
+    stale = adapter.plan(adapter.read(), second)
+    # someone else rewrites the marker between our read and our apply
+    adapter.apply(adapter.plan(adapter.read(), Desired("api.example.com", "west", 2, ("127.0.0.22",), 30, "west", 150)))
+    with pytest.raises(LostRace):
+        adapter.apply(stale)
+    assert adapter.read().addresses == ("127.0.0.22",)
+    zone = dns.zone.from_file(str(path), origin="example.com.")
+    assert next(iter(zone.find_rdataset("@", "SOA"))).serial == serial + 1
+    assert not list(tmp_path.glob(".zone-*"))  # no temporary file left behind
+
+
+def test_zonefile_concurrent_writers_one_wins(tmp_path):
+    path = tmp_path / "z.zone"
+    adapters = [ZonefileAdapter("api.example.com", path, "example.com.") for _ in range(6)]
+    live = adapters[0].read()
+    results: list[str] = []
+
+    def go(i: int) -> None:
+        plan = adapters[i].plan(live, Desired("api.example.com", f"r{i}", 1, (f"127.0.0.{i + 1}",), 30, "x", 1))
+        try:
+            adapters[i].apply(plan)
+            results.append("won")
+        except LostRace:
+            results.append("lost")
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert sorted(results) == ["lost"] * 5 + ["won"]
+
+
+def test_zonefile_reload_command_failure_is_reported(tmp_path):
+    adapter = ZonefileAdapter("api.example.com", tmp_path / "z.zone", "example.com.", 30, ["false"])
+    with pytest.raises(AdapterError, match="reload command exited 1"):
+        adapter.apply(adapter.plan(adapter.read(), Desired("api.example.com", "east", 1, ("127.0.0.1",), 30, "e", 1)))
