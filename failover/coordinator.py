@@ -80,7 +80,8 @@ class Coordinator:
         self.clock = clock
         self.persist = persist
         self.listeners: list[Listener] = []
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the in-memory streaks; held briefly, never across I/O
+        self._evaluating = threading.Lock()  # one evaluation at a time (daemon, API, reconcile)
         self._streaks: dict[StreakKey, Streak] = store.get_streaks(self.observer)
         self._own_health: dict[tuple[str, str], RegionHealth] = store.get_region_health(self.observer)
         self._region_of = {gw.name: r.name for r in policy.regions for gw in r.gateways}
@@ -133,27 +134,30 @@ class Coordinator:
         """Gateways of the region that are UP and passed their latest probe of every check
         (stricter than the verdict: for operator actions, one fresh failure counts)."""
         count = 0
-        for gw in self.policy.region(region).gateways:
-            checks = [s for k, s in self._streaks.items() if k.domain == domain and k.gateway == gw.name]
-            if checks and all(s.status is Status.UP and s.failures == 0 for s in checks):
-                count += 1
+        with self._lock:
+            for gw in self.policy.region(region).gateways:
+                checks = [s for k, s in self._streaks.items() if k.domain == domain and k.gateway == gw.name]
+                if checks and all(s.status is Status.UP and s.failures == 0 for s in checks):
+                    count += 1
         return count
 
     def unknown_targets(self) -> list[StreakKey]:
-        return [k for k, s in self._streaks.items() if s.status is Status.UNKNOWN]
+        with self._lock:
+            return [k for k, s in self._streaks.items() if s.status is Status.UNKNOWN]
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         now = self.clock() if now is None else now
         with self._lock:
+            by_target: dict[tuple[str, str], list[Streak]] = {}
+            for target, streak in self._streaks.items():
+                by_target.setdefault((target.domain, target.gateway), []).append(streak)
             gateways: dict[str, dict[str, tuple[Status, str]]] = {}
             own: dict[tuple[str, str], RegionHealth] = {}
             for domain in self.policy.domains:
                 per_gateway: dict[str, tuple[Status, str]] = {}
                 for region in self.policy.regions:
                     for gw in region.gateways:
-                        checks = [
-                            s for k, s in self._streaks.items() if k.domain == domain.name and k.gateway == gw.name
-                        ]
+                        checks = by_target.get((domain.name, gw.name), [])
                         status = health.gateway_status(checks) if checks else Status.UNKNOWN
                         worst = next((s.reason for s in checks if s.status is Status.DOWN), None)
                         per_gateway[gw.name] = (status, worst or (checks[0].reason if checks else "not probed yet"))
@@ -187,8 +191,9 @@ class Coordinator:
     # -- decisions ---------------------------------------------------------------------------
     def evaluate(self, apply: bool = True, domains: Sequence[str] | None = None) -> list[DomainOutcome]:
         """Decide every domain and, when ``apply``, reconcile its adapters. Never raises for one
-        domain's adapter failure: it is audited and reported in the outcome."""
-        with self._lock:
+        domain's adapter failure: it is audited and reported in the outcome. Probe results keep
+        being recorded meanwhile: adapter I/O never holds the streak lock."""
+        with self._evaluating:
             now = self.clock()
             self._expire_overrides(now)
             snap = self.snapshot(now)
