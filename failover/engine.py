@@ -57,8 +57,10 @@ def decide(
     now: float,
 ) -> Decision:
     state = current or DomainState(domain=domain)
-    recent = tuple(t for t in state.failovers if now - t < HOUR)
-    state = replace(state, failovers=recent)
+    # automatic changes: the budget counts the last hour; a hold-down may be longer than that
+    kept = tuple(t for t in state.failovers if now - t < max(HOUR, rules.hold_down))
+    recent = tuple(t for t in kept if now - t < HOUR)
+    state = replace(state, failovers=kept)
     ranked = _rank(regions)
     candidates = [r.name for r in ranked if _status(health, r.name) is Status.UP and r.name not in drained]
 
@@ -73,7 +75,7 @@ def decide(
             secondary=secondary_for(primary),
             epoch=state.epoch + 1 if moved else state.epoch,
             changed_at=now if moved else state.changed_at,
-            failovers=(*recent, now) if moved and automatic else recent,
+            failovers=(*kept, now) if moved and automatic else kept,
             reason=reason,
         )
         return Decision(kind=kind, reason=reason, state=new, changed=moved)
@@ -102,9 +104,12 @@ def decide(
 
     primary = state.primary
     status = _status(health, primary)
+    gone = primary not in {r.name for r in ranked}
+    if gone:  # renamed or removed from the policy: like a drain, an operator's act
+        drained = drained | {primary}
     # The hold-down runs from the last automatic change (ours, or one adopted from a marker);
     # a first election or an operator's move does not delay the next automatic failover.
-    held_until = (recent[-1] if recent else -HOUR) + rules.hold_down
+    held_until = (max(kept) if kept else float("-inf")) + rules.hold_down
     budget_spent = len(recent) >= rules.max_failovers_per_hour
 
     # 3. primary healthy: keep, or fail back
@@ -143,6 +148,8 @@ def decide(
         if primary in drained and status is not Status.DOWN
         else (f"{primary} down [{_why(health, primary)}]")
     )
+    if gone:
+        cause = f"{primary} is no longer in the policy"
     target = secondary_for(primary)
     if target is None:
         return outcome(
