@@ -63,8 +63,11 @@ class Route:
         return " then ".join(f"{region} ({', '.join(addrs)})" for region, addrs in self.tiers if addrs)
 
 
-def split_address(address: str, default_port: int) -> tuple[str, int]:
-    """``"10.0.0.1"`` -> ``("10.0.0.1", default_port)``; ``"[::1]:80"`` -> ``("::1", 80)``."""
+def split_address(address: str, default_port: int, *, allow_zero: bool = False) -> tuple[str, int]:
+    """``"10.0.0.1"`` -> ``("10.0.0.1", default_port)``; ``"[::1]:80"`` -> ``("::1", 80)``.
+
+    ``allow_zero`` accepts port 0 (for a listen address: any free port).
+    """
     text = address.strip()
     host, port = text, default_port
     if text.startswith("["):
@@ -73,10 +76,10 @@ def split_address(address: str, default_port: int) -> tuple[str, int]:
             raise ValueError(f"'{address}' is not an address: use IP, IP:port or [IPv6]:port")
         host = inner
         if rest:
-            port = _port(rest[1:], address)
+            port = _port(rest[1:], address, allow_zero)
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
-        port = _port(port_text, address)
+        port = _port(port_text, address, allow_zero)
     try:
         host = str(ipaddress.ip_address(host))
     except ValueError:
@@ -84,7 +87,7 @@ def split_address(address: str, default_port: int) -> tuple[str, int]:
     return host, port
 
 
-def _port(text: str, address: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+def _port(text: str, address: str, allow_zero: bool) -> int:
+    if not text.isdigit() or not (0 if allow_zero else 1) <= int(text) < 65536:
         raise ValueError(f"'{address}' has no valid port")
     return int(text)

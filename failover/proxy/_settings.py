@@ -53,7 +53,7 @@ class Settings:
     @classmethod
     def from_listen(cls, listen: str, upstream_port: int = 443, **kwargs: object) -> Settings:
         """For tests and the standalone entry: ``Settings.from_listen("127.0.0.1:0", 8080)``."""
-        host, port = split_address(listen, 8443)
+        host, port = split_address(listen, 8443, allow_zero=True)
         return cls(host=host, port=port, upstream_port=upstream_port, **kwargs)  # type: ignore[arg-type]
 
     @property

@@ -64,7 +64,9 @@ class ProxyStats:
             mine.add(up)
 
     def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "upstreams"}
+        out: dict[str, object] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "upstreams"
+        }
         out["upstreams"] = {
             key: {f.name: getattr(up, f.name) for f in fields(up)} for key, up in self.upstreams.items()
         }
@@ -74,7 +76,7 @@ class ProxyStats:
     def from_json(cls, data: dict[str, object]) -> ProxyStats:
         raw_ups = data.get("upstreams", {})
         ups = {
-            str(k): UpstreamStats(**v)  # type: ignore[arg-type]
+            str(k): UpstreamStats(**v)
             for k, v in (raw_ups.items() if isinstance(raw_ups, dict) else [])
         }
         names = {f.name for f in fields(cls)} - {"upstreams"}
