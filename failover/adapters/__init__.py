@@ -13,6 +13,9 @@ __all__ = ["Adapter", "Desired", "Live", "Marker", "Plan", "build_adapter", "mar
 BACKENDS: dict[str, str] = {
     "rfc2136": "failover.adapters.rfc2136:Rfc2136Adapter",
     "zonefile": "failover.adapters.zonefile:ZonefileAdapter",
+    "route53": "failover.adapters.route53:Route53Adapter",
+    "clouddns": "failover.adapters.clouddns:CloudDnsAdapter",
+    "eip": "failover.adapters.eip:EipAdapter",
 }
 
 

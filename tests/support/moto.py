@@ -37,6 +37,7 @@ reach AWS, and so does a ``failover`` subprocess. Running it in-process lets the
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import threading
@@ -117,9 +118,12 @@ class Moto:
 
         def change_backend(original: Any) -> Any:
             def wrapper(backend: Any, zoneid: str, change_list: list[dict[str, Any]]) -> None:
-                if moto.strict_route53:
-                    _validate_batch(backend.get_hosted_zone(zoneid), change_list)
-                return original(backend, zoneid, change_list)
+                if not moto.strict_route53:
+                    original(backend, zoneid, change_list)  # moto's own (lenient) rules
+                    return
+                zone = backend.get_hosted_zone(zoneid)
+                _validate_batch(zone, change_list)
+                _apply_batch(zone, change_list)
             return wrapper
 
         def change_response(original: Any) -> Any:
@@ -156,11 +160,56 @@ class Moto:
                 return wrapper
             return make
 
+        def route53_auth(original: Any) -> Any:
+            def wrapper(response: Any, resource: str = "*") -> None:
+                from moto.iam.access_control import IAMRequest
+
+                class Route53Request(IAMRequest):
+                    def check_signature(self) -> None:
+                        """moto computes a different SigV4 signature than botocore for Route 53's
+                        REST paths and refuses every key; the access key itself is still looked
+                        up (unknown keys fail) and its policies evaluated."""
+
+                try:
+                    response._authenticate_and_authorize_action(Route53Request, resource)
+                except Exception as exc:
+                    error: Any = exc
+                    if hasattr(error, "error_type"):  # moto renders these in the query-API shape
+                        raise _Route53Error(int(error.code), error.error_type, error.message) from None
+                    raise
+            return wrapper
+
+        self._patch(Route53Response, "_authenticate_and_authorize_normal_action", route53_auth)
         self._patch(Route53Backend, "change_resource_record_sets", change_backend)
         self._patch(Route53Response, "change_resource_record_sets", change_response)
         self._patch(Route53Response, "get_change", get_change)
         self._patch(ElasticAddressBackend, "associate_address", counted("AssociateAddress"))
         self._patch(ElasticAddressBackend, "disassociate_address", counted("DisassociateAddress"))
+
+
+def _route53_error_class() -> Any:
+    from moto.core.exceptions import _RESTError
+
+    class Route53Error(_RESTError):
+        """An error in Route 53's own shape (<ErrorResponse><Error>...), which botocore parses."""
+
+        def __init__(self, status: int, error_type: str, message: str) -> None:
+            super().__init__(error_type, message)
+            self.code = status
+            from xmltodict import unparse  # type: ignore[import-untyped]
+
+            self.description = unparse({"ErrorResponse": {
+                "@xmlns": "https://route53.amazonaws.com/doc/2013-04-01/",
+                "Error": {"Type": "Sender", "Code": error_type, "Message": message},
+                "RequestId": "00000000-0000-0000-0000-000000000000",
+            }}, full_document=True)
+
+    return Route53Error
+
+
+def _Route53Error(status: int, error_type: str, message: str) -> Exception:
+    error: Exception = _route53_error_class()(status, error_type, message)
+    return error
 
 
 def _plain(value: Any) -> Any:
@@ -219,6 +268,10 @@ def _validate_batch(zone: Any, change_list: list[dict[str, Any]]) -> None:
         action = change["Action"]
         rrset = change["ResourceRecordSet"]
         name, rtype = _name(rrset["Name"]), rrset["Type"]
+        if action not in ("CREATE", "DELETE", "UPSERT"):
+            raise _invalid(f"Invalid XML ; cvc-enumeration-valid: Value '{action}' is not facet-valid")
+        if not (name == _name(zone.name) or name.endswith("." + _name(zone.name))):
+            raise _invalid(f"RRSet with DNS name {name} is not permitted in zone {zone.name}")
         key = (name, rtype, rrset.get("SetIdentifier"))
         label = f"[name='{name}', type='{rtype}'" + (
             f", set-identifier='{key[2]}']" if key[2] else "]"
@@ -253,6 +306,29 @@ def _validate_batch(zone: Any, change_list: list[dict[str, Any]]) -> None:
                 f"of type CNAME with the same DNS name already exists in zone {zone.name}"
             )
         work[key] = rrset
+
+
+def _apply_batch(zone: Any, change_list: list[dict[str, Any]]) -> None:
+    """Apply a batch ``_validate_batch`` accepted to moto's zone store. (moto's own
+    ``change_resource_record_sets`` checks its change journal instead of the zone: it also
+    refuses valid batches, e.g. a CREATE identical to one in the journal after a DELETE.)"""
+    for change in change_list:
+        original = copy.deepcopy(change)
+        rrset = dict(change["ResourceRecordSet"])
+        if not rrset["Name"].endswith("."):
+            rrset["Name"] += "."
+        if change["Action"] in ("CREATE", "UPSERT"):
+            if "ResourceRecords" in rrset:
+                rrset["ResourceRecords"] = [r["Value"] if isinstance(r, dict) else r for r in rrset["ResourceRecords"]]
+            if change["Action"] == "CREATE":
+                zone.add_rrset(rrset)
+            else:
+                zone.upsert_rrset(rrset)
+        elif rrset.get("SetIdentifier"):
+            zone.delete_rrset_by_id(rrset["SetIdentifier"])
+        else:
+            zone.delete_rrset(rrset)
+        zone.rr_changes.append(original)
 
 
 # -- starting it ------------------------------------------------------------------------------

@@ -1,0 +1,346 @@
+"""Fixtures of the contract suite: one ``Stand`` per DNS provider, each a real server.
+
+* rfc2136: a real BIND 9 (``named``) with a TSIG key, behind a counting TCP relay;
+* route53: moto's server on loopback (Route 53's change-batch rules enforced, see
+  tests/support/moto.py), reached through ``AWS_ENDPOINT_URL``;
+* clouddns: the local Cloud DNS v1 stand-in (tests/support/clouddns_server.py).
+
+A ``Stand`` builds adapters for a fresh name per test, and reaches the provider *around* the
+adapter: what is published (read independently), hand edits (an operator in the console,
+another coordinator), and how many change requests the provider received.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+from botocore.config import Config
+
+from failover.adapters.abc import Adapter, Desired, marker_name, split_families
+from tests.contract._relay import DnsTcpRelay
+from tests.support.bind import Bind, start_bind
+from tests.support.clouddns_server import CloudDnsServer
+from tests.support.moto import Moto, aws_env, moto_server  # noqa: F401  (fixtures)
+
+ZONE = "example.com"
+EAST, WEST = "us-east-1", "eu-west-1"
+EAST_ADDRS = ("192.0.2.10", "192.0.2.11", "2001:db8::10")
+WEST_ADDRS = ("198.51.100.10",)
+_names = itertools.count(1)
+
+
+def desired(domain: str, primary: str = EAST, epoch: int = 1, addresses: tuple[str, ...] = EAST_ADDRS,
+            ttl: int = 30, by: str = EAST, at: int = 1_700_000_000) -> Desired:
+    return Desired(domain, primary, epoch, addresses, ttl, by, at)
+
+
+def reconcile(adapter: Adapter, want: Desired) -> tuple[str, ...]:
+    """One coordinator pass: read → plan → (apply → verify) unless the plan is empty."""
+    plan = adapter.plan(adapter.read(), want)
+    if not plan.noop:
+        adapter.apply(plan)
+        adapter.verify(want)
+    return plan.changes
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unquote(value: str) -> str:
+    return value.strip().strip('"')
+
+
+@dataclass(frozen=True)
+class Published:
+    addresses: tuple[str, ...]
+    ttl: int | None
+    marker: str | None  # the marker text, quotes off
+
+
+class Stand(ABC):
+    kind: str
+
+    def __init__(self) -> None:
+        self.domain = f"t{next(_names)}.{ZONE}"
+
+    @abstractmethod
+    def adapter(self) -> Adapter: ...
+
+    @abstractmethod
+    def published(self) -> Published: ...
+
+    @abstractmethod
+    def hand_edit(self, addresses: tuple[str, ...], ttl: int = 30) -> None:
+        """Replace the domain's A/AAAA at the provider, outside failover."""
+
+    @abstractmethod
+    def hand_marker(self, text: str, ttl: int = 30) -> None:
+        """Write the marker at the provider, outside failover (another coordinator)."""
+
+    @abstractmethod
+    def change_requests(self) -> int:
+        """Change requests the provider has received so far."""
+
+    @abstractmethod
+    def bad_credentials(self) -> contextlib.AbstractContextManager[Adapter]: ...
+
+    @abstractmethod
+    def unreachable(self) -> Adapter: ...
+
+
+# -- rfc2136 on BIND ------------------------------------------------------------------------------
+
+
+class Rfc2136Stand(Stand):
+    kind = "rfc2136"
+
+    def __init__(self, bind: Bind, relay: DnsTcpRelay) -> None:
+        super().__init__()
+        self.bind, self.relay = bind, relay
+
+    def _make(self, port: int, secret: str | None = None, timeout: float = 2.0) -> Any:
+        from failover.adapters.rfc2136 import Rfc2136Adapter
+
+        key = (self.bind.key_name, self.bind.algorithm, secret or self.bind.key_secret)
+        return Rfc2136Adapter(self.domain, "127.0.0.1", port, self.bind.zone, 30, key, timeout)
+
+    def adapter(self) -> Adapter:
+        adapter: Adapter = self._make(self.relay.port)
+        return adapter
+
+    def _answer(self, name: str, rdtype: str) -> tuple[list[str], int | None]:
+        query = dns.message.make_query(name, rdtype)
+        response = dns.query.tcp(query, self.bind.host, port=self.bind.port, timeout=2)
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.from_text(rdtype):
+                return [r.to_text() for r in rrset], int(rrset.ttl)
+        return [], None
+
+    def published(self) -> Published:
+        a, a_ttl = self._answer(self.domain, "A")
+        aaaa, aaaa_ttl = self._answer(self.domain, "AAAA")
+        txt, _ = self._answer(marker_name(self.domain), "TXT")
+        addresses = tuple(sorted(a)) + tuple(sorted(aaaa))
+        return Published(addresses, a_ttl or aaaa_ttl, unquote(txt[0]) if txt else None)
+
+    def hand_edit(self, addresses: tuple[str, ...], ttl: int = 30) -> None:
+        v4, v6 = split_families(addresses)
+
+        def edit(update: Any) -> None:
+            for rdtype, values in (("A", v4), ("AAAA", v6)):
+                update.delete(self.domain + ".", rdtype)
+                for value in values:
+                    update.add(self.domain + ".", ttl, rdtype, value)
+
+        self._make(self.bind.port).raw_update(edit)
+
+    def hand_marker(self, text: str, ttl: int = 30) -> None:
+        def edit(update: Any) -> None:
+            update.replace(marker_name(self.domain) + ".", ttl, "TXT", f'"{text}"')
+
+        self._make(self.bind.port).raw_update(edit)
+
+    def change_requests(self) -> int:
+        return self.relay.counts["UPDATE"]
+
+    @contextlib.contextmanager
+    def bad_credentials(self) -> Iterator[Adapter]:
+        yield self._make(self.relay.port, secret=base64.b64encode(os.urandom(32)).decode())
+
+    def unreachable(self) -> Adapter:
+        adapter: Adapter = self._make(closed_port(), timeout=1.0)
+        return adapter
+
+
+# -- route53 on moto ------------------------------------------------------------------------------
+
+
+class Route53Stand(Stand):
+    kind = "route53"
+
+    def __init__(self, moto: Moto, zone_id: str) -> None:
+        super().__init__()
+        self.moto, self.zone_id = moto, zone_id
+        self.r53 = moto.client("route53")
+
+    def adapter(self, **kwargs: Any) -> Any:
+        from failover.adapters.route53 import Route53Adapter
+
+        kwargs.setdefault("max_attempts", 2)
+        return Route53Adapter(self.domain, self.zone_id, **kwargs)  # boto3 finds moto via AWS_ENDPOINT_URL
+
+    def rrsets(self, name: str) -> dict[str, dict[str, Any]]:
+        answer = self.r53.list_resource_record_sets(HostedZoneId=self.zone_id, StartRecordName=name, MaxItems="20")
+        return {r["Type"]: r for r in answer["ResourceRecordSets"] if r["Name"].rstrip(".") == name}
+
+    def published(self) -> Published:
+        here = self.rrsets(self.domain)
+        v4 = sorted(r["Value"] for r in here.get("A", {}).get("ResourceRecords", []))
+        v6 = sorted(r["Value"] for r in here.get("AAAA", {}).get("ResourceRecords", []))
+        ttl = next((here[t].get("TTL") for t in ("A", "AAAA") if t in here), None)
+        marker = self.rrsets(marker_name(self.domain)).get("TXT")
+        text = unquote(marker["ResourceRecords"][0]["Value"]) if marker else None
+        return Published(tuple(v4) + tuple(v6), ttl, text)
+
+    def _change(self, changes: list[dict[str, Any]]) -> None:
+        self.r53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={"Changes": changes})
+
+    def hand_edit(self, addresses: tuple[str, ...], ttl: int = 30) -> None:
+        v4, v6 = split_families(addresses)
+        here = self.rrsets(self.domain)
+        changes = []
+        for rdtype, values in (("A", v4), ("AAAA", v6)):
+            if values:
+                changes.append({"Action": "UPSERT", "ResourceRecordSet": {
+                    "Name": self.domain, "Type": rdtype, "TTL": ttl,
+                    "ResourceRecords": [{"Value": v} for v in values]}})
+            elif rdtype in here:
+                changes.append({"Action": "DELETE", "ResourceRecordSet": here[rdtype]})
+        self._change(changes)
+
+    def hand_marker(self, text: str, ttl: int = 30) -> None:
+        self._change([{"Action": "UPSERT", "ResourceRecordSet": {
+            "Name": marker_name(self.domain), "Type": "TXT", "TTL": ttl,
+            "ResourceRecords": [{"Value": f'"{text}"'}]}}])
+
+    def change_requests(self) -> int:
+        return self.moto.calls["ChangeResourceRecordSets"]
+
+    @contextlib.contextmanager
+    def bad_credentials(self) -> Iterator[Adapter]:
+        client = boto3.session.Session(
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="wrong"
+        ).client("route53", endpoint_url=self.moto.endpoint, region_name="us-east-1")
+        with self.moto.iam_enforced():  # moto checks keys as AWS does only inside this
+            yield self.adapter(client=client)
+
+    def unreachable(self) -> Adapter:
+        client = boto3.session.Session().client(
+            "route53", endpoint_url=f"http://127.0.0.1:{closed_port()}", region_name="us-east-1",
+            config=Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=1, read_timeout=1),
+        )
+        adapter: Adapter = self.adapter(client=client)
+        return adapter
+
+
+# -- clouddns on the stand-in -----------------------------------------------------------------------
+
+
+class CloudDnsStand(Stand):
+    kind = "clouddns"
+    zone = "example-com"
+
+    def __init__(self, server: CloudDnsServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def adapter(self, **kwargs: Any) -> Any:
+        from failover.adapters.clouddns import CloudDnsAdapter
+
+        kwargs.setdefault("endpoint", self.server.endpoint)
+        kwargs.setdefault("timeout", 2.0)
+        kwargs.setdefault("sleep", lambda seconds: None)  # the stand-in moves on per poll, not per second
+        return CloudDnsAdapter(self.domain, self.server.project, self.zone, **kwargs)
+
+    def published(self) -> Published:
+        a = self.server.rrset(self.zone, self.domain, "A")
+        aaaa = self.server.rrset(self.zone, self.domain, "AAAA")
+        marker = self.server.rrset(self.zone, marker_name(self.domain), "TXT")
+        addresses = tuple(sorted(a["rrdatas"])) if a else ()
+        addresses += tuple(sorted(aaaa["rrdatas"])) if aaaa else ()
+        ttl = (a or aaaa or {}).get("ttl")
+        return Published(addresses, ttl, unquote(marker["rrdatas"][0]) if marker else None)
+
+    def hand_edit(self, addresses: tuple[str, ...], ttl: int = 30) -> None:
+        v4, v6 = split_families(addresses)
+        for rdtype, values in (("A", v4), ("AAAA", v6)):
+            if values:
+                self.server.put_rrset(self.zone, self.domain, rdtype, ttl, values)
+            else:
+                self.server.drop_rrset(self.zone, self.domain, rdtype)
+
+    def hand_marker(self, text: str, ttl: int = 30) -> None:
+        self.server.put_rrset(self.zone, marker_name(self.domain), "TXT", ttl, [f'"{text}"'])
+
+    def change_requests(self) -> int:
+        return self.server.requests["POST create"]
+
+    @contextlib.contextmanager
+    def bad_credentials(self) -> Iterator[Adapter]:
+        self.server.required_token = "the-only-valid-token"  # our anonymous calls carry none
+        try:
+            yield self.adapter()
+        finally:
+            self.server.required_token = None
+
+    def unreachable(self) -> Adapter:
+        adapter: Adapter = self.adapter(endpoint=f"http://127.0.0.1:{closed_port()}", timeout=1.0)
+        return adapter
+
+
+# -- servers and the parametrized stand -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def contract_bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bind, DnsTcpRelay]]:
+    bind = start_bind(tmp_path_factory.mktemp("contract-bind"), zone=ZONE)
+    relay = DnsTcpRelay((bind.host, bind.port)).start()
+    try:
+        yield bind, relay
+    finally:
+        relay.stop()
+        bind.stop()
+
+
+@pytest.fixture(scope="session")
+def clouddns_server() -> Iterator[CloudDnsServer]:
+    server = CloudDnsServer(pending_polls=1).start()
+    server.add_zone(CloudDnsStand.zone, ZONE + ".")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clouddns(clouddns_server: CloudDnsServer) -> Iterator[CloudDnsServer]:
+    clouddns_server.required_token = None
+    clouddns_server.denied.clear()
+    clouddns_server.fail_next.clear()
+    clouddns_server.pending_polls = 1
+    yield clouddns_server
+
+
+@pytest.fixture
+def route53_zone(aws_env: Moto) -> str:  # noqa: F811
+    zone: str = aws_env.client("route53").create_hosted_zone(
+        Name=ZONE + ".", CallerReference=f"contract-{next(_names)}"
+    )["HostedZone"]["Id"]
+    return zone.split("/")[-1]
+
+
+@pytest.fixture(params=["rfc2136", "route53", "clouddns"])
+def stand(request: pytest.FixtureRequest) -> Stand:
+    if request.param == "rfc2136":
+        bind, relay = request.getfixturevalue("contract_bind")
+        return Rfc2136Stand(bind, relay)
+    if request.param == "route53":
+        moto = request.getfixturevalue("aws_env")
+        return Route53Stand(moto, request.getfixturevalue("route53_zone"))
+    return CloudDnsStand(request.getfixturevalue("clouddns"))
