@@ -57,8 +57,11 @@ class SqliteStore(Store):
                 raise StoreError(f"state store {self.path} is busy or unwritable: {exc}") from None
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                if self._db.in_transaction:  # sqlite may have rolled back already (SQLITE_FULL, IOERR)
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):  # disk full, I/O error, read-only: the contract's StoreError
+                    raise StoreError(f"state store {self.path}: write failed: {exc}") from None
                 raise
             else:
                 try:
