@@ -423,16 +423,63 @@ class State(Strict):
         return v
 
 
+AlertEvent = Literal[
+    "failover", "failback", "elected", "region_down", "region_up", "override_set", "override_released",
+    "override_expired", "drain", "undrain", "adapter_error", "lost_race", "certificate_expiring",
+]
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not re.match(r"^https?://\S+$", value):
+        raise ValueError(f"'{value}' is not an http(s) URL")
+    return value
+
+
 class SlackAlert(Strict):
+    """A Slack incoming webhook (Block Kit message). Delivery is queued, retried, de-duplicated."""
+
     kind: Literal["slack"]
-    webhook_env: EnvName
-    link: str | None = None
+    webhook_env: EnvName = Field(description="environment variable holding the incoming-webhook URL (a secret)")
+    link: str | None = Field(
+        default=None, description="URL shown on every message (a dashboard, the runbook); '{domain}' is filled in"
+    )
+    name: Name | None = Field(default=None, description="label in metrics and logs; default: slack, slack-2, ...")
+    events: list[AlertEvent] | None = Field(default=None, description="only these events; default: all")
+    dedupe_window: Duration = Field(
+        default=600.0, description="the same event again within this window is sent once; 0s: send every repeat"
+    )
+    timeout: PositiveDuration = Field(default=5.0, description="per delivery attempt")
+    retries: int = Field(default=5, ge=0, le=20, description="attempts after the first, with exponential backoff")
+    queue_size: int = Field(default=100, ge=1, le=100000, description="when full, the oldest waiting alert is dropped")
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, v: str | None) -> str | None:
+        return _http_url(v)
 
 
 class WebhookAlert(Strict):
+    """A generic JSON webhook, signed ``X-Failover-Signature: sha256=<hex HMAC of the body>``."""
+
     kind: Literal["webhook"]
-    url_env: EnvName
-    secret_env: EnvName | None = None
+    url_env: EnvName = Field(description="environment variable holding the URL")
+    secret_env: EnvName | None = Field(
+        default=None, description="environment variable holding the HMAC-SHA256 signing key; unsigned without it"
+    )
+    link: str | None = Field(default=None, description="URL put in every payload; '{domain}' is filled in")
+    name: Name | None = Field(default=None, description="label in metrics and logs; default: webhook, webhook-2, ...")
+    events: list[AlertEvent] | None = Field(default=None, description="only these events; default: all")
+    dedupe_window: Duration = Field(
+        default=600.0, description="the same event again within this window is sent once; 0s: send every repeat"
+    )
+    timeout: PositiveDuration = Field(default=5.0, description="per delivery attempt")
+    retries: int = Field(default=5, ge=0, le=20, description="attempts after the first, with exponential backoff")
+    queue_size: int = Field(default=100, ge=1, le=100000, description="when full, the oldest waiting alert is dropped")
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, v: str | None) -> str | None:
+        return _http_url(v)
 
 
 Alert = Annotated[SlackAlert | WebhookAlert, Field(discriminator="kind")]
@@ -485,8 +532,13 @@ class Proxy(Strict):
 
 
 class Api(Strict):
+    """The admin API of ``failover run``. A non-loopback ``listen`` needs the token to be set."""
+
     listen: str = "127.0.0.1:8877"
-    token_env: EnvName = "FAILOVER_API_TOKEN"
+    token_env: EnvName = Field(
+        default="FAILOVER_API_TOKEN", description="environment variable holding the bearer token for POST calls"
+    )
+    token_name: Name = Field(default="api", description="who the token stands for, in the audit log and alerts")
 
     @field_validator("listen")
     @classmethod

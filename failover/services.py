@@ -1,18 +1,82 @@
-"""What ``failover run`` serves beside the scheduler, each when the policy asks for it."""
+"""What ``failover run`` serves beside the scheduler, each when the policy asks for it.
+
+Order of start (stopped in reverse):
+
+1. checks that need no I/O (the API token rule, alert URLs in the environment): a UsageError
+   here exits 2 before anything listens;
+2. metrics (always; served by the API): probes and store wrapped, audit entries counted;
+3. alerts (``alerts:``): the dispatcher's lanes, and the notifier as a coordinator listener;
+4. the embedded proxy (``proxy:``) — see PROXY below;
+5. the admin API (``api:``) last, so that it never answers for a half-started daemon.
+
+After each evaluation one hook takes a snapshot in a worker thread and feeds the metrics and
+the notifier (region down/up, changes made by other processes). It runs as a background task
+and never delays the next evaluation or a failover.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
+from failover.coordinator import DomainOutcome
 from failover.daemon import Daemon
+from failover.errors import FailoverError
+from failover.logs import daemon_logging
+from failover.metrics import Metrics
+
+if TYPE_CHECKING:
+    from failover.alerts import Notifier
 
 log = logging.getLogger("failover.services")
+
+Stop = Callable[[], Awaitable[None]]
+
+
+class StateWatcher:
+    """The after-evaluation hook: one snapshot per evaluation, off the event loop, never two at once."""
+
+    def __init__(self, daemon: Daemon, metrics: Metrics, notifier: Notifier | None = None) -> None:
+        self.daemon = daemon
+        self.metrics = metrics
+        self.notifier = notifier
+        self._task: asyncio.Task[None] | None = None
+        self._pending: list[DomainOutcome] | None = None
+
+    def __call__(self, outcomes: list[DomainOutcome]) -> None:
+        self.metrics.observe_decisions(outcomes)
+        if self._task is not None and not self._task.done():
+            self._pending = outcomes  # the running one is followed by the newest
+            return
+        self._task = asyncio.create_task(self._watch(outcomes), name="state-watcher")
+
+    async def _watch(self, outcomes: Sequence[DomainOutcome]) -> None:
+        while True:
+            try:
+                snap = await asyncio.to_thread(self.daemon.coordinator.snapshot)
+            except FailoverError as exc:
+                log.warning("cannot take a snapshot for metrics and alerts: %s", exc)
+            else:
+                self.metrics.observe(outcomes, snap)
+                if self.notifier is not None:
+                    self.notifier.observe(outcomes, snap)
+            if self._pending is None:
+                return
+            outcomes, self._pending = self._pending, None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
 
 
 async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
     """Start the optional services; return the coroutine that stops them (reverse order)."""
-    stops: list[Callable[[], Awaitable[None]]] = []
+    stops: list[Stop] = []
 
     async def stop_all() -> None:
         for stop in reversed(stops):
@@ -21,4 +85,51 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
             except Exception:
                 log.exception("error while stopping a service")
 
+    policy = daemon.policy
+    daemon_logging()
+    try:
+        # 1. checks first, before anything listens (and before the first await: see Metrics.instrument)
+        token: str | None = None
+        if policy.api is not None:
+            from failover.api import api_token
+
+            token = api_token(policy.api)
+        # 2. metrics
+        metrics = Metrics(policy, ready=lambda: daemon.ready)
+        metrics.instrument(daemon)
+        # 3. alerts
+        notifier: Notifier | None = None
+        if policy.alerts:
+            from failover.alerts import Notifier, build_dispatcher
+
+            dispatcher = build_dispatcher(policy, metrics)
+            notifier = Notifier(policy, dispatcher.publish)
+            await dispatcher.start()
+            stops.append(dispatcher.stop)
+            daemon.coordinator.listeners.append(notifier.on_audit)
+            log.info("alerts: %s", ", ".join(s.name for s in dispatcher.sinks))
+        watcher = StateWatcher(daemon, metrics, notifier)
+        stops.append(watcher.stop)
+
+        # 4. PROXY: the embedded proxy starts here, when ``policy.proxy`` is set. Register its
+        #    route hook BEFORE the watcher below (``daemon.after_evaluation.append(...)``), so that
+        #    routing follows a decision first, and give it ``registry=metrics.registry`` (or the
+        #    default registry: ``Metrics.render`` serves both) so /metrics shows failover_proxy_*.
+        #    Append ``proxy.stop`` to ``stops``.
+
+        daemon.after_evaluation.append(watcher)
+        # 5. the admin API
+        if policy.api is not None:
+            from failover.api import ApiServer
+
+            server = ApiServer(daemon, policy.api, token, metrics, notifier)
+            await server.start()
+            stops.append(server.stop)
+    except BaseException:
+        # ``serve`` only stops the daemon once its services are up: stop everything here, so a
+        # refused start (exit 2) leaves no scheduler, socket or store behind.
+        await stop_all()
+        await daemon.stop()
+        await daemon.app.aclose()
+        raise
     return stop_all
