@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -214,7 +215,7 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
         load: {t: [] for t in targets} for load in args.loads
     }
     for load in args.loads:  # warm-up, not recorded
-        for t, port in targets.items():
+        for port in targets.values():
             run_wrk(port, load, 1, args.threads, args.connections)
     for rnd in range(args.rounds):
         for load in args.loads:
@@ -291,7 +292,7 @@ async def _load(port: int, seconds: float, concurrency: int, kill_at: float, kil
     ok_ends = sorted(end for _, end, ok in records if ok)
     # longest stretch without a successful response, over the window from 1 s before the kill
     points = [k - 1.0] + [e for e in ok_ends if e >= k - 1.0] + [t0 + seconds]
-    longest = max(b - a for a, b in zip(points, points[1:], strict=False))
+    longest = max(b - a for a, b in itertools.pairwise(points))
     failed = [(s, e) for s, e, ok in records if not ok]
     return {
         "requests": len(records),

@@ -488,11 +488,13 @@ class LocalProxy:
         After a failure (``tried`` holds what failed): the rest of the first tier, then the
         next tiers, each balanced; then, as a last resort, ejected addresses not yet tried.
         """
-        now = 0.0
+        now = math.inf  # "no ejection is in force": every ejected_until <= now
         if self._eject_horizon:
-            now = self._loop.time()
-            if now >= self._eject_horizon:
-                self._eject_horizon = now = 0.0
+            t = self._loop.time()
+            if t >= self._eject_horizon:
+                self._eject_horizon = 0.0
+            else:
+                now = t
         if tried is None:
             tier = self._first
             n = len(tier)

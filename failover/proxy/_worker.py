@@ -3,7 +3,8 @@
 ``python -m failover.proxy._worker SETTINGS_JSON``. The parent talks to it over pipes, one
 JSON object a line:
 
-* stdin, parent -> worker: ``{"route": [[region, [address, ...]], ...]}``, ``{"stop": timeout}``.
+* stdin, parent -> worker: ``{"route": [[region, [address, ...]], ...]}`` (the first line, read
+  before listening, and every change), ``{"stop": timeout}``.
   End of file (the parent exited or died) stops the worker too: workers never outlive it.
 * stdout, worker -> parent: ``{"ready": port}`` once listening (or ``{"error": message}``),
   then ``{"stats": {...}}`` every second and once more when stopped.
@@ -47,6 +48,8 @@ async def _serve(settings: Settings) -> int:
     reader = asyncio.StreamReader(limit=1 << 20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     proxy = LocalProxy(settings)
+    first = json.loads(await reader.readline() or b"{}")  # the route, before any connection comes
+    proxy.set_route(Route.from_json(first.get("route", [])))
     try:
         await proxy.start()
     except OSError as exc:

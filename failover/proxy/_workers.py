@@ -117,6 +117,7 @@ class WorkerPool:
         )
         w.proc = proc
         w.stats = ProxyStats()
+        w.send({"route": self._route.to_json()})  # read before it listens: no connection sees no route
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
@@ -131,7 +132,6 @@ class WorkerPool:
             if isinstance(exc, TimeoutError):
                 raise WorkerError(f"proxy worker {proc.pid} did not start in {START_TIMEOUT:g}s") from None
             raise
-        w.send({"route": self._route.to_json()})
 
     async def _supervise(self, w: _Worker) -> None:
         """Read the worker's reports; start it again if it dies while we are running."""
