@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -43,6 +45,17 @@ AUTH_CODES = frozenset({
 DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden"})
 
 
+# The API models (large JSON files) are parsed once per process and shared; each client still
+# gets a fresh botocore session, so credentials and region are resolved anew for each adapter.
+_MODELS = botocore.loaders.create_loader()
+
+
+def _session() -> boto3.session.Session:
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _MODELS)
+    return boto3.session.Session(botocore_session=core)
+
+
 class AwsError(AdapterError):
     """An AWS API refusal; ``code`` is the AWS error code (``InvalidChangeBatch``...)."""
 
@@ -58,12 +71,12 @@ def make_client(
 ) -> Any:
     """A boto3 client with botocore's retry mode and per-call timeouts."""
     config = Config(
-        retries={"mode": retry_mode, "max_attempts": max_attempts},
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},  # first try included
         connect_timeout=timeout,
         read_timeout=timeout,
         user_agent_extra="failover",
     )
-    session = session or boto3.session.Session()
+    session = session or _session()
     try:
         return session.client(service, region_name=region, config=config)
     except NoRegionError:

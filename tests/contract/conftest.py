@@ -324,6 +324,8 @@ def clouddns(clouddns_server: CloudDnsServer) -> Iterator[CloudDnsServer]:
     clouddns_server.denied.clear()
     clouddns_server.fail_next.clear()
     clouddns_server.pending_polls = 1
+    clouddns_server.lose_next_answers = 0
+    clouddns_server.authorization.clear()
     yield clouddns_server
 
 

@@ -18,7 +18,8 @@ There is no official Cloud DNS emulator. This server speaks the JSON of
 Errors use Google's JSON error shape, so google-api-core raises the same exception classes as
 against Google. Test controls: ``required_token`` (a bearer token every call must carry, else
 401), ``denied`` (permissions answered with 403), ``fail_next`` (statuses answered to the next
-calls, e.g. 503), ``requests`` (calls received, by kind) and ``changes_received``.
+calls, e.g. 503), ``lose_next_answers`` (apply a change, then answer 503), and what was
+received: ``requests`` (calls, by kind), ``changes_received``, ``authorization`` headers.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class CloudDnsServer:
     required_token: str | None = None
     denied: set[str] = field(default_factory=set)
     fail_next: list[int] = field(default_factory=list)
+    lose_next_answers: int = 0  # process the next change(s), then answer 503 as if the answer was lost
+    authorization: list[str | None] = field(default_factory=list)  # the Authorization header of each call
     requests: Counter[str] = field(default_factory=Counter)
     changes_received: list[dict[str, Any]] = field(default_factory=list)
     zones: dict[str, Zone] = field(default_factory=dict)
@@ -186,16 +189,16 @@ class CloudDnsServer:
             kind = {"": "zone", "/rrsets": "rrsets", ":testIamPermissions": "testIamPermissions"}.get(tail, "")
             if not kind:
                 kind = "change" if match.group(4) else "create"
+        auth_header = {k.lower(): v for k, v in headers.items()}.get("authorization")
         with self.lock:
             self.requests[f"{method} {kind}"] += 1
+            self.authorization.append(auth_header)
             if self.fail_next:
                 status = self.fail_next.pop(0)
                 raise Refusal(status, "backendError", "Internal error. Please try again.")
-        if self.required_token is not None:
-            auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
-            if auth != f"Bearer {self.required_token}":
-                raise Refusal(401, "authError", "Request had invalid authentication credentials. Expected OAuth 2 "
-                              "access token, login cookie or other valid authentication credential.")
+        if self.required_token is not None and auth_header != f"Bearer {self.required_token}":
+            raise Refusal(401, "authError", "Request had invalid authentication credentials. Expected OAuth 2 "
+                          "access token, login cookie or other valid authentication credential.")
         if not match or (method, kind) not in {("GET", "zone"), ("GET", "rrsets"), ("POST", "create"),
                                                ("GET", "change"), ("POST", "testIamPermissions")}:
             raise Refusal(404, "notFound", f"no such method {method} {url.path}")
@@ -219,7 +222,11 @@ class CloudDnsServer:
             if kind == "rrsets":
                 return 200, self._list(zone, query)
             if kind == "create":
-                return 200, self._create(zone, json.loads(raw or b"{}"))
+                change = self._create(zone, json.loads(raw or b"{}"))
+                if self.lose_next_answers:
+                    self.lose_next_answers -= 1
+                    raise Refusal(503, "backendError", "Internal error. Please try again.")
+                return 200, change
             return 200, self._get_change(zone, match.group(4))
 
     def _list(self, zone: Zone, query: dict[str, str]) -> dict[str, Any]:

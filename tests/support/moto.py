@@ -63,8 +63,10 @@ class Moto:
     route53_pending_polls: int = 0
     _polls: Counter[str] = field(default_factory=Counter)
     _server: Any = None
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
     _restore: list[tuple[Any, str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    batch_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def endpoint(self) -> str:
@@ -75,11 +77,13 @@ class Moto:
         return {**FAKE_KEYS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": region,
                 "AWS_REGION": region}
 
-    def client(self, service: str, region: str = "us-east-1", **keys: str) -> Any:
-        creds = {"aws_access_key_id": keys.get("key", "testing"),
-                 "aws_secret_access_key": keys.get("secret", "testing")}
-        session = boto3.session.Session()
-        return session.client(service, region_name=region, endpoint_url=self.endpoint, **creds)
+    def client(self, service: str, region: str = "us-east-1") -> Any:
+        """A client of the emulator with the fake keys (cached: building one parses the API model)."""
+        key = (service, region)
+        if key not in self._clients:
+            session = boto3.session.Session(**{k.lower(): v for k, v in FAKE_KEYS.items()})
+            self._clients[key] = session.client(service, region_name=region, endpoint_url=self.endpoint)
+        return self._clients[key]
 
     @contextlib.contextmanager
     def iam_enforced(self) -> Iterator[None]:
@@ -121,9 +125,10 @@ class Moto:
                 if not moto.strict_route53:
                     original(backend, zoneid, change_list)  # moto's own (lenient) rules
                     return
-                zone = backend.get_hosted_zone(zoneid)
-                _validate_batch(zone, change_list)
-                _apply_batch(zone, change_list)
+                with moto.batch_lock:  # Route 53 applies one batch at a time per zone
+                    zone = backend.get_hosted_zone(zoneid)
+                    _validate_batch(zone, change_list)
+                    _apply_batch(zone, change_list)
             return wrapper
 
         def change_response(original: Any) -> Any:
