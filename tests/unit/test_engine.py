@@ -28,7 +28,7 @@ from failover.policy import Election, Gateway, Region
 
 DOMAIN = "api.example.com"
 NAMES = ("r0", "r1", "r2", "r3")
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # -- builders ----------------------------------------------------------------------------------

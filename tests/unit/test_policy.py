@@ -463,7 +463,7 @@ EXAMPLE = yaml.safe_load((POLICIES / "example.yaml").read_text())
 LEAVES = _leaves(EXAMPLE)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(edits=st.lists(st.tuples(st.sampled_from(LEAVES), JUNK, st.booleans()), min_size=1, max_size=3))
 def test_any_mutation_of_the_example_is_a_policy_or_a_policy_error(edits: list[Any]) -> None:
     data = copy.deepcopy(EXAMPLE)
