@@ -338,11 +338,11 @@ def flapping(draw: st.DrawFn) -> tuple[Sim, list[tuple[int, list[tuple[str, Stat
     steps = draw(
         st.lists(
             st.tuples(
-                st.integers(1, 90),  # seconds until the next round
-                st.lists(st.tuples(st.sampled_from(names), st.sampled_from(list(Status))), max_size=3),
+                st.integers(1, 120),  # seconds until the next round
+                st.lists(st.tuples(st.sampled_from(names), st.sampled_from(list(Status))), max_size=2),
             ),
-            min_size=40,
-            max_size=120,
+            min_size=30,
+            max_size=80,
         )
     )
     return Sim(regions, draw(election_rules())), steps
