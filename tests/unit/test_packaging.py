@@ -314,6 +314,98 @@ def test_gcp_start_script_is_valid_bash() -> None:
     assert result.returncode == 0, result.stderr
 
 
+_STUBS = {
+    # the metadata server's token, and Secret Manager's answer: pretty JSON, base64 payload
+    "curl": r"""
+url="${*: -1}"
+echo "curl $*" >>"$LOG/calls"
+case "$url" in
+  */service-accounts/default/token) echo '{"access_token":"ya29.test","expires_in":3599,"token_type":"Bearer"}' ;;
+  https://secretmanager.googleapis.com/v1/*:access)
+    name="${url#*/secrets/}"; name="${name%%/*}"
+    printf '{\n  "name": "x",\n  "payload": {\n    "data": "%s",\n    "dataCrc32c": "1"\n  }\n}\n' \
+      "$(printf 'value of %s' "$name" | base64 -w0)" ;;
+  *) exit 22 ;;
+esac
+""",
+    "docker": """
+echo "docker $*" >>"$LOG/calls"
+if [ "$1" = run ]; then printf '%s\\n' "$@" >"$LOG/argv"; env >"$LOG/env"; fi
+""",
+    "docker-credential-gcr": 'echo "docker-credential-gcr $*" >>"$LOG/calls"',
+    "mountpoint": "exit 1",  # not mounted yet
+    "blkid": "exit 2",  # no file system yet
+    "mkfs.ext4": 'echo "mkfs.ext4 $*" >>"$LOG/calls"',
+    "mount": 'echo "mount $*" >>"$LOG/calls"',
+    "chown": 'echo "chown $*" >>"$LOG/calls"',
+}
+
+
+def test_gcp_start_script_hands_secrets_to_the_container_by_name_only(tmp_path: Path) -> None:
+    """files/start.sh with stand-ins for the VM's tools: the secret values reach the container's
+    environment, never its command line or a file."""
+    bash = shutil.which("bash")
+    if bash is None or shutil.which("base64") is None:
+        pytest.skip("needs bash and base64")
+    conf, state, run, bin_dir, log = (tmp_path / d for d in ("etc", "state", "run", "bin", "log"))
+    for d in (conf, bin_dir, log):
+        d.mkdir()
+    image = "europe-docker.pkg.dev/p/r/failover:1"
+    (conf / "failover.conf").write_text(
+        f"IMAGE={image}\nREGISTRY=europe-docker.pkg.dev\nSTATE_DEVICE=failover-state\nSTOP_TIMEOUT=40\n"
+    )
+    (conf / "command").write_text("run\n")
+    (conf / "secrets").write_text(
+        "FAILOVER_API_TOKEN projects/p/secrets/api-token/versions/latest\n"
+        "SLACK_WEBHOOK_URL projects/p/secrets/slack/versions/2\n"
+    )
+    (conf / "container.env").write_text("FAILOVER_OBSERVER=europe-west1\nFAILOVER_POLICY=/etc/failover/policy.yaml\n")
+    (conf / "policy.yaml").write_text("service: x\n")
+    for name, body in _STUBS.items():
+        stub = bin_dir / name
+        stub.write_text("#!/bin/bash\n" + body.lstrip("\n"))
+        stub.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "LOG": str(log),
+        "FAILOVER_HOST_CONF": str(conf),
+        "FAILOVER_HOST_STATE": str(state),
+        "FAILOVER_HOST_RUN": str(run),
+    }
+    script = TERRAFORM / "gcp" / "files" / "start.sh"
+    done = subprocess.run([bash, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+    argv = (log / "argv").read_text().splitlines()
+    container_env = dict(line.split("=", 1) for line in (log / "env").read_text().splitlines() if "=" in line)
+    calls = (log / "calls").read_text()
+    assert container_env["FAILOVER_API_TOKEN"] == "value of api-token"
+    assert container_env["SLACK_WEBHOOK_URL"] == "value of slack"
+    assert not any("value of" in arg for arg in argv), "a secret value is on docker's command line"
+    for pair in (
+        ["--env", "FAILOVER_API_TOKEN"],
+        ["--env", "SLACK_WEBHOOK_URL"],
+        ["--env-file", f"{conf}/container.env"],
+        ["--volume", f"{conf}/policy.yaml:/etc/failover/policy.yaml:ro"],
+        ["--volume", f"{state}:/var/lib/failover"],
+        ["--network", "host"],
+        ["--stop-timeout", "40"],
+    ):
+        assert any(argv[i : i + 2] == pair for i in range(len(argv))), (pair, argv)
+    assert argv[-2:] == [image, "run"]
+    assert (
+        "mkfs.ext4 -q -m 0 -E lazy_itable_init=0,lazy_journal_init=0,discard /dev/disk/by-id/google-failover-state"
+        in calls
+    )
+    assert f"mount -o discard,defaults /dev/disk/by-id/google-failover-state {state}" in calls
+    assert f"chown 10001:10001 {state}" in calls
+    assert "docker-credential-gcr configure-docker --registries=europe-docker.pkg.dev" in calls
+    assert "Authorization: Bearer ya29.test" in calls
+    assert "projects/p/secrets/slack/versions/2:access" in calls
+    written = [p for d in (conf, state, run) if d.exists() for p in d.rglob("*") if p.is_file()]
+    assert not any("value of" in p.read_text(errors="replace") for p in written), "a secret was written to a file"
+
+
 def _terraform_fmt_check() -> tuple[int, str]:
     binary = shutil.which("terraform") or shutil.which("tofu")
     if binary:

@@ -9,9 +9,12 @@
 #   secrets         "ENV_NAME projects/P/secrets/S/versions/V" lines
 #   container.env   plain (non-secret) environment variables, docker --env-file format
 #   policy.yaml     the policy, mounted read-only at /etc/failover/policy.yaml
+# (FAILOVER_HOST_CONF, FAILOVER_HOST_STATE and FAILOVER_HOST_RUN move those places for tests.)
 set -euo pipefail
 
-conf_dir=/etc/failover
+conf_dir="${FAILOVER_HOST_CONF:-/etc/failover}"
+state="${FAILOVER_HOST_STATE:-/mnt/disks/failover-state}"
+run_dir="${FAILOVER_HOST_RUN:-/run/failover}"
 declare -A conf=()
 while IFS='=' read -r key value; do
   [[ -z "$key" || "$key" == \#* ]] && continue
@@ -22,7 +25,6 @@ image="${conf[IMAGE]}"
 registry="${conf[REGISTRY]:-}"
 stop_timeout="${conf[STOP_TIMEOUT]:-40}"
 device="/dev/disk/by-id/google-${conf[STATE_DEVICE]}"
-state=/mnt/disks/failover-state
 
 # The state disk (sqlite store and audit log) outlives the VM: the managed instance group keeps
 # it as a stateful disk. Formatted on first use only.
@@ -43,7 +45,7 @@ access_token() {
 }
 
 # Docker's credentials for Artifact Registry / Container Registry, in a home on tmpfs.
-export HOME=/run/failover-home
+export HOME="$run_dir/home"
 mkdir -p "$HOME"
 if [[ -n "$registry" ]]; then
   docker-credential-gcr configure-docker --registries="$registry" >/dev/null
