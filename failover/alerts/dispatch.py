@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
 
 from failover.alerts.abc import Event, Retryable, Sink
 from failover.errors import AlertError
@@ -109,7 +109,7 @@ class Dispatcher:
         self.routes = list(routes)
         self.metrics = metrics
         self.redactor = Redactor(secrets)
-        self.backoff = wait_exponential_jitter(initial=backoff_initial, max=backoff_max, jitter=backoff_initial)
+        self.backoff = wait_exponential(multiplier=backoff_initial, max=backoff_max) + wait_random(0, backoff_initial)
         self.max_retry_after = max_retry_after
         self.clock = clock
         self._lanes: list[_Lane] = []

@@ -129,8 +129,13 @@ def test_health_ready_status_and_the_openapi_document(running: Running) -> None:
 def test_no_token_or_a_wrong_one_is_401_and_changes_nothing(running: Running, token: str) -> None:
     before = len(running.history())
     body = {"region": "west", "reason": "test"}
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {token}"},
-                    {"Authorization": f"Bearer {token}x"}, {"Authorization": token}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": f"Basic {token}"},
+        {"Authorization": f"Bearer {token}x"},
+        {"Authorization": token},
+    ):
         response = running.http.post("/v1/promote", json=body, headers=headers)
         assert response.status_code == 401, response.text
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -171,9 +176,7 @@ def test_a_bad_body_is_400_naming_the_field(running: Running, token: str, body: 
     assert len(running.history()) == before  # rejected calls are not audited and change nothing
 
 
-def test_runbook_through_the_api_applies_before_answering_and_audits_who_and_why(
-    running: Running, token: str
-) -> None:
+def test_runbook_through_the_api_applies_before_answering_and_audits_who_and_why(running: Running, token: str) -> None:
     promoted = running.post(
         "/v1/promote", {"region": "west", "reason": "INC-42 east is flaky", "by": "alice", "for": "1h"}, token=token
     )
@@ -219,7 +222,8 @@ def test_promoting_an_unhealthy_region_is_refused_unless_forced(
     pool.stop(*WEST)
     wait_for(
         lambda: running.http.get("/v1/status").json()["domains"][DOMAIN]["regions"]["west"]["healthy"] is False,
-        10, "west down",
+        10,
+        "west down",
     )
     refused = running.post("/v1/promote", {"region": "west", "reason": "try"}, token=token)
     assert refused.status_code == 409 and "refusing to promote west" in refused.json()["error"]
@@ -251,8 +255,13 @@ def test_operations_run_off_the_event_loop(tmp_path: Path, token: str) -> None:
 
         caller = threading.Thread(target=promote)
         caller.start()
-        wait_for(lambda: any(e.kind == "applying" and "west" in e.detail or e.kind == "override"
-                             for e in daemon.history()), 10, "promote under way")
+        wait_for(
+            lambda: any(
+                (e.kind == "applying" and "west" in e.detail) or e.kind == "override" for e in daemon.history()
+            ),
+            10,
+            "promote under way",
+        )
         started = time.monotonic()
         assert daemon.http.get("/healthz").status_code == 200
         assert daemon.http.get("/v1/status").status_code == 200
@@ -287,3 +296,91 @@ def test_run_refuses_a_public_api_without_a_token_exit_2(tmp_path: Path) -> None
     )
     assert done.returncode == 2, done.stderr
     assert "without a token" in done.stderr and TOKEN_ENV in done.stderr
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    return samples(text).get((name, frozenset(labels.items())))
+
+
+def test_metrics_show_probes_health_primary_and_the_failover(running: Running, token: str) -> None:
+    response = running.http.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    wait_for(
+        lambda: metric(running.http.get("/metrics").text, "failover_primary", domain=DOMAIN, region="east") == 1,
+        5,
+        "primary east in the metrics",
+    )
+    text = running.http.get("/metrics").text
+    check = running.policy.domains[0].checks[0]
+    label = f"http:{check.port}/ready"  # type: ignore[union-attr]
+    probe = {"domain": DOMAIN, "region": "east", "gateway": "east-a", "check": label}
+    assert (metric(text, "failover_probe_duration_seconds_count", **probe) or 0) >= 1
+    assert (metric(text, "failover_probe_results_total", **probe, outcome="success") or 0) >= 1
+    assert metric(text, "failover_gateway_up", domain=DOMAIN, region="west", gateway="west-b") == 1
+    assert metric(text, "failover_region_up", domain=DOMAIN, region="east") == 1
+    assert metric(text, "failover_region_gateways_up", domain=DOMAIN, region="east") == 2
+    assert metric(text, "failover_ready") == 1
+    assert metric(text, "failover_primary_changes_total", domain=DOMAIN, kind="elected") == 1
+    assert metric(text, "failover_adapter_changes_total", domain=DOMAIN, adapter="zonefile zone.db") == 1
+    assert (metric(text, "failover_evaluations_total") or 0) >= 1
+    assert metric(text, "failover_info", service="payments-api", observer="east", version=metric_version(text)) == 1
+    assert "process_cpu_seconds_total" in text or "python_info" in text  # the default registry too
+
+    assert running.post("/v1/promote", {"region": "west", "reason": "drill"}, token=token).status_code == 200
+    wait_for(
+        lambda: metric(running.http.get("/metrics").text, "failover_primary", domain=DOMAIN, region="west") == 1,
+        5,
+        "primary west in the metrics",
+    )
+    text = running.http.get("/metrics").text
+    assert metric(text, "failover_primary", domain=DOMAIN, region="east") is None
+    assert metric(text, "failover_secondary", domain=DOMAIN, region="east") == 1
+    assert metric(text, "failover_primary_changes_total", domain=DOMAIN, kind="override") == 1
+    assert metric(text, "failover_adapter_changes_total", domain=DOMAIN, adapter="zonefile zone.db") == 2
+    assert (
+        metric(text, "failover_adapter_apply_duration_seconds_count", domain=DOMAIN, adapter="zonefile zone.db") or 0
+    ) == 2
+    assert metric(text, "failover_override_active", scope="*", region="west") == 1
+    assert metric(text, "failover_epoch", domain=DOMAIN) == 2
+    assert metric(text, "failover_api_requests_total", method="POST", route="/v1/promote", status="200") == 1
+    assert metric(text, "failover_audit_entries_total", kind="override") == 2  # the intent and the decision
+
+
+def metric_version(text: str) -> str:
+    for (name, labels), _value in samples(text).items():
+        if name == "failover_info":
+            return dict(labels)["version"]
+    raise AssertionError("no failover_info")
+
+
+def test_metrics_registries_are_per_daemon_and_count_store_errors(tmp_path: Path) -> None:
+    from failover.errors import StoreError
+    from failover.metrics import Metrics, instrument_store
+
+    policy = parse_policy(api_policy(tmp_path, 9))
+    first, second = Metrics(policy), Metrics(policy)  # no "duplicated timeseries"
+    assert first.registry is not second.registry
+
+    class Broken:
+        url = "sqlite:///broken"
+
+        def overrides(self) -> dict[str, Any]:
+            raise StoreError("state store is busy")
+
+    store = instrument_store(Broken(), first)  # type: ignore[arg-type]
+    assert store.url == "sqlite:///broken"
+    with pytest.raises(StoreError):
+        store.overrides()
+    assert first.registry.get_sample_value("failover_store_errors_total", {"operation": "overrides"}) == 1
+    assert second.registry.get_sample_value("failover_store_errors_total", {"operation": "overrides"}) is None
