@@ -362,14 +362,22 @@ def start_moto() -> Moto:
     return moto
 
 
+_shared: list[Moto] = []  # one server per test process, however many modules import the fixture
+_users = [0]
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Moto]:
     require_moto()
-    moto = start_moto()
+    if not _shared:
+        _shared.append(start_moto())
+    _users[0] += 1
     try:
-        yield moto
+        yield _shared[0]
     finally:
-        moto.stop()
+        _users[0] -= 1
+        if _users[0] == 0:
+            _shared.pop().stop()
 
 
 @pytest.fixture
