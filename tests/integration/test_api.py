@@ -384,3 +384,30 @@ def test_metrics_registries_are_per_daemon_and_count_store_errors(tmp_path: Path
         store.overrides()
     assert first.registry.get_sample_value("failover_store_errors_total", {"operation": "overrides"}) == 1
     assert second.registry.get_sample_value("failover_store_errors_total", {"operation": "overrides"}) is None
+
+
+def test_the_grafana_dashboard_uses_only_metrics_that_exist(tmp_path: Path) -> None:
+    import re
+
+    from prometheus_client import CollectorRegistry
+
+    from failover.metrics import Metrics
+    from failover.proxy import ProxyStats, UpstreamStats
+    from failover.proxy._stats import ProxyCollector
+
+    registry = CollectorRegistry()
+    Metrics(parse_policy(api_policy(tmp_path, 9)), registry=registry)
+    stats = ProxyStats(upstreams={"east/127.0.0.11": UpstreamStats("east", "127.0.0.11")})
+    registry.register(ProxyCollector(lambda: stats, "127.0.0.1:8443"))
+    exposed: set[str] = set()
+    for family in registry.collect():
+        exposed.add(family.name)
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""], "info": ["_info"]}
+        exposed.update(family.name + s for s in suffixes.get(family.type, [""]))
+    dashboard = json.loads((DOCS / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [a["expr"] for a in dashboard["annotations"]["list"]]
+    exprs.append(dashboard["templating"]["list"][1]["definition"])
+    used = {name for expr in exprs for name in re.findall(r"\bfailover_[a-z_]+", expr)}
+    assert used and used <= exposed, sorted(used - exposed)
+    assert {"failover_primary", "failover_probe_duration_seconds_bucket", "failover_alerts_sent_total"} <= used
