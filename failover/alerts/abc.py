@@ -59,6 +59,7 @@ class Event:
     severity: Severity = "info"
     details: tuple[str, ...] = ()  # what was applied and verified, what failed
     key: str = ""  # de-duplication key: the same key within the window is a repeat
+    resets: tuple[str, ...] = ()  # keys this event makes news again (region_up resets region_down)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property

@@ -8,7 +8,8 @@ waits on a network. In the loop, each sink has its own lane:
   (``failover_alerts_dropped_total``), so a dead receiver costs memory for ``queue_size``
   events at most and the newest news still goes out;
 * de-duplication: an event whose ``key`` was queued within the sink's ``dedupe_window``
-  is a repeat and is not sent again (``failover_alerts_deduplicated_total``);
+  is a repeat and is not sent again (``failover_alerts_deduplicated_total``), unless an event
+  in between ``resets`` it (a region that went down, up and down again is news each time);
 * one worker that sends events in order, retrying ``Retryable`` failures with exponential
   backoff and jitter (tenacity), waiting at least what a 429's ``Retry-After`` asks; a wait
   longer than ``max_retry_after`` gives the event up instead of stalling the lane.
@@ -149,6 +150,8 @@ class Dispatcher:
         now = self.clock()
         for lane in self._lanes:
             route = lane.route
+            for key in event.resets:  # down, up, down again: the second "down" is news, not a repeat
+                lane.seen.pop(key, None)
             if route.events is not None and event.kind not in route.events:
                 continue
             if event.key and route.dedupe_window > 0:

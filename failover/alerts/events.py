@@ -273,6 +273,7 @@ class Notifier:
                             reason=verdict.reason,
                             severity="critical" if region == primary else "warning",
                             key=f"region_down:{domain}:{region}",
+                            resets=(f"region_up:{domain}:{region}",),
                         )
                     )
                 elif now is Status.UP and before is Status.DOWN:
@@ -285,6 +286,7 @@ class Notifier:
                             region=region,
                             reason=verdict.reason,
                             key=f"region_up:{domain}:{region}",
+                            resets=(f"region_down:{domain}:{region}",),
                         )
                     )
         for outcome in outcomes:

@@ -307,3 +307,19 @@ async def test_a_missing_alert_url_is_a_usage_error(monkeypatch: pytest.MonkeyPa
     policy = small_policy(alerts=[{"kind": "slack", "webhook_env": "NOT_SET_SLACK_URL"}])
     with pytest.raises(UsageError, match="NOT_SET_SLACK_URL"):
         build_dispatcher(policy)
+
+
+async def test_down_up_down_is_news_each_time(receivers: Callable[..., Receiver]) -> None:
+    slack = receivers()
+    dispatcher = await started(Route(SlackSink("slack", slack.url), dedupe_window=600))
+    down = {"key": "region_down:d:east", "resets": ("region_up:d:east",)}
+    up = {"key": "region_up:d:east", "resets": ("region_down:d:east",)}
+    for kind, fields in (("region_down", down), ("region_down", down), ("region_up", up), ("region_down", down)):
+        dispatcher.publish(event(kind, **fields))
+    await dispatcher.flush(5)
+    await dispatcher.stop()
+    assert [r.json()["blocks"][0]["text"]["text"].split(":")[0] for r in slack.received] == [
+        "Region down",
+        "Region up",
+        "Region down",
+    ]
