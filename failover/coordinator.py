@@ -246,8 +246,9 @@ class Coordinator:
         if primary is None:
             return outcome
         addresses = self.publishable(domain, primary, snap, decision.kind == "override")
+        healthy = {r.name: self.publishable(domain, r.name, snap) for r in self.policy.regions}
         for adapter, live in reads:
-            outcome.adapters.append(self._reconcile(adapter, live, decision.state, addresses, apply))
+            outcome.adapters.append(self._reconcile(adapter, live, decision.state, addresses, healthy, apply))
         return outcome
 
     def publishable(self, domain: str, region: str, snap: Snapshot, forced: bool = False) -> tuple[str, ...]:
@@ -309,7 +310,13 @@ class Coordinator:
 
     # -- traffic -----------------------------------------------------------------------------
     def _reconcile(
-        self, adapter: Adapter, live: Live | AdapterError, state: DomainState, addresses: tuple[str, ...], apply: bool
+        self,
+        adapter: Adapter,
+        live: Live | AdapterError,
+        state: DomainState,
+        addresses: tuple[str, ...],
+        healthy: dict[str, tuple[str, ...]],
+        apply: bool,
     ) -> AdapterOutcome:
         domain = state.domain
         if isinstance(live, AdapterError):
@@ -319,7 +326,9 @@ class Coordinator:
             detail = f"no healthy gateway in {state.primary}: leaving the live records as they are"
             return AdapterOutcome(adapter.name, "skipped", detail)
         ttl = int(getattr(adapter, "ttl", 30))
-        desired = Desired(domain, state.primary or "", state.epoch, addresses, ttl, self.observer, int(self.clock()))
+        desired = Desired(
+            domain, state.primary or "", state.epoch, addresses, ttl, self.observer, int(self.clock()), healthy
+        )
         try:
             plan = adapter.plan(live, desired)
         except LostRace as exc:

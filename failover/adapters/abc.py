@@ -87,6 +87,8 @@ class Desired:
     ttl: int
     by: str  # observer
     at: int  # unix seconds of the decision
+    # every region's healthy gateway addresses, for adapters that act inside one region (eip)
+    healthy: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def marker(self) -> Marker:
         return Marker(self.epoch, self.primary, self.by, self.at)

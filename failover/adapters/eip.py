@@ -119,7 +119,9 @@ class EipAdapter(Adapter):
 
     def healthy(self, desired: Desired) -> list[Target] | None:
         """This region's healthy replicas in the block's order; None: not known (another
-        region is primary, so ``Desired`` holds that region's gateways, not ours)."""
+        region is primary and the caller did not say how ours is doing)."""
+        if self.region in desired.healthy:
+            return [t for t in self.targets if t.address in desired.healthy[self.region]]
         if desired.primary != self.region:
             return None
         return [t for t in self.targets if t.address in desired.addresses]
