@@ -206,11 +206,18 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
     wait_port(nginx_port, ng, "nginx")
     hap = procs.start("haproxy", ["haproxy", "-db", "-f", str(haproxy_conf(tmp, "perf", hap_port, nginx_port, None))])
     wait_port(hap_port, hap, "haproxy")
-    ours = procs.start("ours", [sys.executable, "-m", "failover.proxy", "--listen", f"127.0.0.1:{ours_port}",
-                                "--upstream", f"127.0.0.1:{nginx_port}", "--workers", str(args.workers)],
-                       stdout=subprocess.DEVNULL, cwd=ROOT)
-    wait_port(ours_port, ours, "our proxy")
     targets = {"direct": nginx_port, "haproxy": hap_port, "ours": ours_port}
+    ours = [procs.start("ours", [sys.executable, "-m", "failover.proxy", "--listen", f"127.0.0.1:{ours_port}",
+                                 "--upstream", f"127.0.0.1:{nginx_port}", "--workers", str(args.workers)],
+                        stdout=subprocess.DEVNULL, cwd=ROOT)]
+    wait_port(ours_port, ours[0], "our proxy")
+    if args.workers != 1 and not args.no_single_worker:
+        # the same in one process, as the daemon embeds it by default (workers: 1)
+        targets["ours_1worker"] = single_port = free_port()
+        ours.append(procs.start("ours", [sys.executable, "-m", "failover.proxy", "--listen",
+                                         f"127.0.0.1:{single_port}", "--upstream", f"127.0.0.1:{nginx_port}"],
+                                stdout=subprocess.DEVNULL, cwd=ROOT))
+        wait_port(single_port, ours[1], "our proxy (1 worker)")
     results: dict[str, dict[str, list[dict[str, float]]]] = {
         load: {t: [] for t in targets} for load in args.loads
     }
@@ -222,7 +229,7 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
             for t in rotate(list(targets), rnd):
                 r = run_wrk(targets[t], load, args.duration, args.threads, args.connections)
                 results[load][t].append(r)
-                log(f"round {rnd + 1} {load:16s} {t:8s} {r['rps']:>10.0f} req/s  "
+                log(f"round {rnd + 1} {load:16s} {t:12s} {r['rps']:>10.0f} req/s  "
                     f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  errors {r['errors']}")
     summary: dict[str, object] = {}
     for load, by_target in results.items():
@@ -235,14 +242,16 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
                 "errors": sum(int(r["errors"]) for r in runs),
                 "rounds": runs,
             }
-        ours_runs, hap_runs = by_target["ours"], by_target["haproxy"]
-        entry["ours_vs_haproxy"] = {
-            "rps_ratio_median": _median([o["rps"] / h["rps"] for o, h in zip(ours_runs, hap_runs, strict=True)]),
-            "p50_ratio_median": _median([o["p50_ms"] / h["p50_ms"] for o, h in zip(ours_runs, hap_runs, strict=True)]),
-            "p99_ratio_median": _median([o["p99_ms"] / h["p99_ms"] for o, h in zip(ours_runs, hap_runs, strict=True)]),
-        }
+        hap_runs = by_target["haproxy"]
+        for name in [t for t in by_target if t.startswith("ours")]:
+            pairs = list(zip(by_target[name], hap_runs, strict=True))
+            entry[f"{name}_vs_haproxy"] = {
+                "rps_ratio_median": _median([o["rps"] / h["rps"] for o, h in pairs]),
+                "p50_ratio_median": _median([o["p50_ms"] / h["p50_ms"] for o, h in pairs]),
+                "p99_ratio_median": _median([o["p99_ms"] / h["p99_ms"] for o, h in pairs]),
+            }
         summary[load] = entry
-    for proc in (ours, hap, ng):
+    for proc in (*ours, hap, ng):
         procs.stop(proc)
     return summary
 
@@ -266,13 +275,17 @@ async def _one(port: int, timeout: float) -> bool:
             writer.close()
 
 
-async def _load(port: int, seconds: float, concurrency: int, kill_at: float, kill: object,
-                timeout: float = 2.0) -> dict[str, object]:
-    """New connection per request from ``concurrency`` tasks, for ``seconds``; calls kill()."""
+async def _load(port: int, seconds: float, concurrency: int, kill_at: float,
+                victim: subprocess.Popen[bytes], timeout: float = 2.0) -> dict[str, object]:
+    """New connection per request from ``concurrency`` tasks for ``seconds``; SIGKILL the victim.
+
+    The kill is a window: from sending SIGKILL to the moment the process is reaped (its
+    sockets are gone by then). Requests that overlap that window were in flight at the kill.
+    """
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     records: list[tuple[float, float, bool]] = []  # (start, end, ok)
-    killed_at: list[float] = []
+    window: list[float] = []
 
     async def client() -> None:
         while loop.time() - t0 < seconds:
@@ -284,24 +297,34 @@ async def _load(port: int, seconds: float, concurrency: int, kill_at: float, kil
 
     async def killer() -> None:
         await asyncio.sleep(kill_at)
-        killed_at.append(loop.time())
-        kill()  # type: ignore[operator]
+        window.append(loop.time())
+        victim.send_signal(signal.SIGKILL)
+        await loop.run_in_executor(None, victim.wait)
+        window.append(loop.time())
 
     await asyncio.gather(killer(), *(client() for _ in range(concurrency)))
-    k = killed_at[0]
+    k0, k1 = window
     ok_ends = sorted(end for _, end, ok in records if ok)
-    # longest stretch without a successful response, over the window from 1 s before the kill
-    points = [k - 1.0] + [e for e in ok_ends if e >= k - 1.0] + [t0 + seconds]
-    longest = max(b - a for a, b in itertools.pairwise(points))
+    # Stretches without a successful response. The outage is the longest one that begins
+    # between 1 s before the kill and 1 s after it (a failover's outage starts at the kill);
+    # the longest stretch before the kill shows the noise of this shared machine.
+    points = [t0 + 0.5] + [e for e in ok_ends if e >= t0 + 0.5] + [t0 + seconds]
+    gaps = list(itertools.pairwise(points))
+    outage = max((b - a for a, b in gaps if k0 - 1.0 <= a <= k1 + 1.0 or a <= k0 <= b), default=0.0)
+    before = max((b - a for a, b in gaps if b <= k0), default=0.0)
+    after = max((b - a for a, b in gaps if b >= k0), default=0.0)
     failed = [(s, e) for s, e, ok in records if not ok]
     return {
         "requests": len(records),
         "ok": len(ok_ends),
         "failed": len(failed),
-        "in_flight_at_kill": sum(1 for s, e, _ in records if s <= k <= e),
-        "failed_in_flight_at_kill": sum(1 for s, e in failed if s <= k <= e),
-        "failed_started_after_kill": sum(1 for s, _ in failed if s > k),
-        "longest_outage_ms": round(longest * 1000, 1),
+        "kill_to_reaped_ms": round((k1 - k0) * 1000, 1),
+        "in_flight_at_kill": sum(1 for s, e, _ in records if s <= k1 and e >= k0),
+        "failed_in_flight_at_kill": sum(1 for s, e in failed if s <= k1 and e >= k0),
+        "failed_started_after_kill": sum(1 for s, _ in failed if s > k1),
+        "longest_outage_ms": round(outage * 1000, 1),
+        "longest_gap_before_kill_ms": round(before * 1000, 1),
+        "longest_gap_after_kill_ms": round(after * 1000, 1),
         "rps": round(len(records) / seconds),
     }
 
@@ -326,14 +349,11 @@ def part2(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
                 fp = procs.start("haproxy", ["haproxy", "-db", "-f", str(conf)])
             wait_port(front, fp, target)
             time.sleep(1.5 if target != "ours" else 0.2)  # let HAProxy's first checks pass
-
-            def kill(proc: subprocess.Popen[bytes] = primary) -> None:
-                proc.send_signal(signal.SIGKILL)
-
             r = asyncio.run(_load(front, args.failover_seconds, args.failover_concurrency,
-                                  args.failover_kill_at, kill))
+                                  args.failover_kill_at, primary))
             out[target].append(r)
-            log(f"failover round {rnd + 1} {target:18s} longest outage {r['longest_outage_ms']} ms, "
+            log(f"failover round {rnd + 1} {target:18s} longest outage {r['longest_outage_ms']} ms "
+                f"(longest gap before the kill {r['longest_gap_before_kill_ms']} ms), "
                 f"failed {r['failed']} (in flight at kill {r['in_flight_at_kill']}, "
                 f"started after kill {r['failed_started_after_kill']}), {r['rps']} req/s")
             for proc in (fp, primary, backup):
@@ -357,6 +377,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
     p.add_argument("--connections", type=int, default=50, help="wrk connections")
     p.add_argument("--workers", type=int, default=2, help="our proxy's worker processes")
+    p.add_argument("--no-single-worker", action="store_true",
+                   help="do not also measure our proxy with one worker")
     p.add_argument("--loads", nargs="+", choices=list(LOADS), default=list(LOADS))
     p.add_argument("--failover-rounds", type=int, default=2)
     p.add_argument("--failover-seconds", type=float, default=6.0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -34,9 +36,10 @@ class Proxy:
     Contract:
 
     * ``set_route`` is cheap, synchronous and idempotent: an equal route changes nothing.
-      It may be called before ``start``. From the call on, new connections follow the new
-      route; open connections to a gateway that is not in the new route's first tier are
-      closed ``drain_time`` later (unless a later route puts it back first in line).
+      It may be called before ``start``, and from any thread (it hops to the loop's). From
+      the call on, new connections follow the new route; open connections to a gateway that
+      is not in the new route's first tier are closed ``drain_time`` later (unless a later
+      route puts it back first in line).
     * Until a route is set, the route is empty and new connections are closed at once.
     * ``workers == 1`` relays in the caller's loop (use uvloop there for speed);
       ``workers > 1`` starts that many processes sharing the port (``SO_REUSEPORT``), each
@@ -60,12 +63,16 @@ class Proxy:
         self._registry = registry
         self._collector: ProxyCollector | None = None
         self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
 
     async def start(self) -> None:
         if self._started:
             raise RuntimeError("the proxy is already started")
         await self._impl.start()
         self._started = True
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
         if self._registry is not None:
             host, port = self.address
             listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -83,7 +90,12 @@ class Proxy:
         await self._impl.stop(timeout)
 
     def set_route(self, route: Route) -> None:
-        self._impl.set_route(route)
+        """New connections follow ``route`` from now on. Safe to call from any thread."""
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._thread and not loop.is_closed():
+            loop.call_soon_threadsafe(self._impl.set_route, route)
+        else:
+            self._impl.set_route(route)
 
     @property
     def route(self) -> Route:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from failover.policy import Policy
 
 Tier = tuple[str, tuple[str, ...]]
 """``(region name, (address, ...))``: one region's healthy gateways, in the order given."""
@@ -37,6 +42,24 @@ class Route:
     @classmethod
     def single(cls, region: str, *addresses: str) -> Route:
         return cls(((region, tuple(addresses)),))
+
+    @classmethod
+    def for_regions(
+        cls, policy: Policy, regions: Iterable[str | None], usable: Callable[[str], bool]
+    ) -> Route:
+        """The route through ``regions`` in order, e.g. ``(primary, secondary)`` of a decision.
+
+        Each tier holds the addresses of the region's gateways for which ``usable(gateway
+        name)`` is true (e.g. "the probes say up"), in policy order. ``None`` and regions the
+        policy does not know are skipped.
+        """
+        by_name = {r.name: r for r in policy.regions}
+        tiers: list[Tier] = []
+        for name in regions:
+            region = by_name.get(name) if name is not None else None
+            if region is not None and all(region.name != t[0] for t in tiers):
+                tiers.append((region.name, tuple(gw.address for gw in region.gateways if usable(gw.name))))
+        return cls(tuple(tiers))
 
     @property
     def empty(self) -> bool:

@@ -603,3 +603,16 @@ def test_standalone_entry_workers_die_with_the_parent(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(DEADLINE)
         up.close()
+
+
+def test_set_route_from_another_thread(run: Runner[None]) -> None:
+    async def main() -> None:
+        a = await Server("a", mode="name").start()
+        proxy = await started()
+        await asyncio.to_thread(proxy.set_route, Route.single("r1", a.address))
+        await wait_until(lambda: proxy.route == Route.single("r1", a.address), "the route to arrive")
+        assert await roundtrip(proxy.address, greeting=True) == b"a"
+        await proxy.stop()
+        await a.stop()
+
+    run(main())

@@ -136,3 +136,24 @@ def test_metrics_names_and_labels() -> None:
     for name in ("upstream_connect_failures_total", "upstream_retries_total", "upstream_ejected",
                  "connections_rejected_total", "connections_closed_total"):
         assert f"failover_proxy_{name}" in text
+
+
+def test_route_for_regions_follows_the_decision_and_health() -> None:
+    from failover.policy import parse_policy
+
+    policy = parse_policy({
+        "service": "api", "observer": "east",
+        "regions": [
+            {"name": "east", "gateways": [{"name": "e1", "address": "192.0.2.10"},
+                                          {"name": "e2", "address": "192.0.2.11"}]},
+            {"name": "west", "gateways": [{"name": "w1", "address": "2001:db8::10"}]},
+        ],
+        "domains": [{"name": "api.example.com", "checks": [{"kind": "tcp", "port": 443}]}],
+    })
+    up = {"e1": False, "e2": True, "w1": True}
+    route = Route.for_regions(policy, ("east", "west"), lambda gw: up[gw])
+    assert route.tiers == (("east", ("192.0.2.11",)), ("west", ("2001:db8::10",)))
+    assert Route.for_regions(policy, ("west", None, "nowhere", "west"), lambda gw: True).tiers == (
+        ("west", ("2001:db8::10",)),
+    )
+    assert Route.for_regions(policy, (None, None), lambda gw: True).empty
