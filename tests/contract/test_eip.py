@@ -9,6 +9,7 @@ nothing. Requests are counted at moto (AssociateAddress, DisassociateAddress).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,16 @@ def test_another_region_primary_leaves_the_address_alone(fleet: Fleet) -> None:
     # the primary is elsewhere: Desired lists that region's gateways, which say nothing about ours
     assert reconcile(adapter, desired("api.example.com", WEST, 2, ("198.51.100.10",))) == ()
     assert fleet.holder() == "a" and fleet.moves() == before
+
+
+def test_standby_region_keeps_its_address_on_a_live_replica(fleet: Fleet) -> None:
+    adapter = fleet.adapter()
+    reconcile(adapter, healthy("a", "b"))
+    # west is primary, but the coordinator also says how east's own replicas are doing: a died
+    standby = desired("api.example.com", WEST, 2, ("198.51.100.10",))
+    standby = dataclasses.replace(standby, healthy={EAST: (ADDRS["b"],), WEST: ("198.51.100.10",)})
+    reconcile(adapter, standby)
+    assert fleet.holder() == "b"
 
 
 def test_lost_race_on_disassociate_overwrites_nothing(fleet: Fleet) -> None:
