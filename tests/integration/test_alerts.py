@@ -191,7 +191,7 @@ async def test_a_hanging_or_dead_receiver_delays_nothing_else(
     began = time.perf_counter()
     for number in range(3):
         dispatcher.publish(event(key=f"k{number}"))
-    assert time.perf_counter() - began < 0.05, "publish waited on the network"
+    assert time.perf_counter() - began < 0.2, "publish waited on the network"
     await until(lambda: len(healthy.received) == 3, 3, "the healthy sink got all three")
     assert len(hanging.received) <= 1  # still stuck on the first
     await until(lambda: value(metrics, "failover_alert_failures_total", sink="dead", event="failover") == 3, 10, "dead")
