@@ -252,8 +252,12 @@ class Coordinator:
         return outcome
 
     def publishable(self, domain: str, region: str, snap: Snapshot, forced: bool = False) -> tuple[str, ...]:
-        """The region's gateways that are up for the domain; all of them when forced there."""
-        gateways = self.policy.region(region).gateways
+        """The region's gateways that are up for the domain; all of them when forced there.
+        None for a region no longer in the policy (a stored primary that was removed)."""
+        found = [r for r in self.policy.regions if r.name == region]
+        if not found:
+            return ()
+        gateways = found[0].gateways
         up = [gw.address for gw in gateways if snap.gateways[domain][gw.name][0] is Status.UP]
         if not up and forced:
             up = [gw.address for gw in gateways]

@@ -663,7 +663,11 @@ def parse_policy(data: Any, source: str = "<policy>", observer: str | None = Non
         problems = []
         for err in exc.errors(include_url=False):
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append((_path(err["loc"]), msg))
+            path = _path(err["loc"])
+            unknown = re.match(r"unknown key '([^']+)'", msg)
+            if unknown:  # point at the key itself: regions[0].prioirty
+                path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+            problems.append((path, msg))
         raise PolicyError(source, problems) from None
     problems = _reference_problems(policy)
     if problems:
@@ -683,7 +687,7 @@ def load_policy(path: str | os.PathLike[str] | None) -> Policy:
     except OSError as exc:
         raise UsageError(f"cannot read policy {file}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -710,8 +714,36 @@ def resolve_relative(policy_file: str | None, path: str) -> str:
     return str((Path(policy_file).parent / path).resolve())
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _duration_defaults(node: Any) -> None:
+    """Show duration defaults as the strings a file must hold (``"2s"``), not as seconds."""
+    if isinstance(node, dict):
+        if node.get("pattern") == DURATION_PATTERN and isinstance(node.get("default"), int | float):
+            node["default"] = format_duration(float(node["default"]))
+        for value in node.values():
+            _duration_defaults(value)
+    elif isinstance(node, list):
+        for value in node:
+            _duration_defaults(value)
+
+
 def json_schema() -> str:
     schema = Policy.model_json_schema(mode="validation")
+    _duration_defaults(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "failover policy"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -67,6 +67,8 @@ class SqliteStore(Store):
                 try:
                     self._db.execute("COMMIT")
                 except sqlite3.Error as exc:
+                    if self._db.in_transaction:  # a failed COMMIT (busy) leaves it open: close it
+                        self._db.execute("ROLLBACK")
                     raise StoreError(f"state store {self.path}: commit failed: {exc}") from None
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[str, ...]]:

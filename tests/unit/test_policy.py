@@ -4,6 +4,7 @@ message that names the file and the field path (never a traceback)."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from failover.errors import FailoverError, PolicyError, UsageError
-from failover.policy import Policy, load_policy, parse_duration, parse_policy
+from failover.policy import Policy, json_schema, load_policy, parse_duration, parse_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -194,7 +195,7 @@ def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
     data = base()
     data["regions"][0]["prioirty"] = data["regions"][0].pop("priority")
     err, message = invalid(tmp_path, data)
-    assert paths(err) == ["regions[0]"]
+    assert paths(err) == ["regions[0].prioirty"]
     assert "unknown key 'prioirty'" in message
     assert "did you mean 'priority'?" in message
     assert "regions[0]: unknown key" in message
@@ -204,7 +205,7 @@ def test_unknown_key_in_a_check_names_the_check_without_the_tag(tmp_path: Path) 
     data = base()
     data["domains"][0]["checks"][0]["intreval"] = "2s"
     err, message = invalid(tmp_path, data)
-    assert paths(err) == ["domains[0].checks[0]"]
+    assert paths(err) == ["domains[0].checks[0].intreval"]
     assert "did you mean 'interval'?" in message
 
 
@@ -354,7 +355,7 @@ def test_unknown_check_kind(tmp_path: Path) -> None:
     data = base()
     data["domains"][0]["checks"][0]["kind"] = "htttp"
     err, message = invalid(tmp_path, data)
-    assert paths(err) == ["domains[0].checks[0]"]
+    assert paths(err) == ["domains[0].checks[0].intreval"]
     assert "'http'" in message
 
 
@@ -516,3 +517,17 @@ def test_cli_validate_bad_policy_exits_2_naming_the_field(tmp_path: Path) -> Non
 
 def test_errors_are_failover_errors() -> None:
     assert issubclass(PolicyError, UsageError) and issubclass(UsageError, FailoverError)
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("service: a\nservice: b\nobserver: east\n")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert "key 'service' appears twice" in str(caught.value) and "line 2" in str(caught.value)
+
+
+def test_schema_shows_duration_defaults_as_strings() -> None:
+    schema = json.loads(json_schema())
+    assert schema["$defs"]["HttpCheck"]["properties"]["interval"]["default"] == "2s"
+    assert schema["$defs"]["Election"]["properties"]["hold_down"]["default"] == "5m"
