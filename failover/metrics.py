@@ -223,11 +223,8 @@ class Metrics:
             self.decisions.labels(state.domain, outcome.decision.kind).inc()
             self._primaries[state.domain] = (state.primary, state.secondary, state.epoch)
 
-    def observe(self, outcomes: Sequence[DomainOutcome], snapshot: Snapshot) -> None:
-        """Keep the state after an evaluation for the next scrape."""
-        for outcome in outcomes:
-            state = outcome.decision.state
-            self._primaries[state.domain] = (state.primary, state.secondary, state.epoch)
+    def observe(self, snapshot: Snapshot) -> None:
+        """Keep the health, overrides and drains after an evaluation for the next scrape."""
         self._snapshot = snapshot
 
     def collect_state(self) -> Iterable[Metric]:

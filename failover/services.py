@@ -60,7 +60,7 @@ class StateWatcher:
             except FailoverError as exc:
                 log.warning("cannot take a snapshot for metrics and alerts: %s", exc)
             else:
-                self.metrics.observe(outcomes, snap)
+                self.metrics.observe(snap)
                 if self.notifier is not None:
                     self.notifier.observe(outcomes, snap)
             if self._pending is None:
