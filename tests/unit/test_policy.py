@@ -198,7 +198,7 @@ def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
     assert paths(err) == ["regions[0].prioirty"]
     assert "unknown key 'prioirty'" in message
     assert "did you mean 'priority'?" in message
-    assert "regions[0]: unknown key" in message
+    assert "regions[0].prioirty: unknown key" in message
 
 
 def test_unknown_key_in_a_check_names_the_check_without_the_tag(tmp_path: Path) -> None:
@@ -355,7 +355,7 @@ def test_unknown_check_kind(tmp_path: Path) -> None:
     data = base()
     data["domains"][0]["checks"][0]["kind"] = "htttp"
     err, message = invalid(tmp_path, data)
-    assert paths(err) == ["domains[0].checks[0].intreval"]
+    assert paths(err) == ["domains[0].checks[0]"]
     assert "'http'" in message
 
 
