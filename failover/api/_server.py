@@ -219,14 +219,18 @@ class ApiServer:
             raise ApiError(400, f"invalid body: {text}", problems) from None
 
     def _known(self, region: str | None = None, domain: str | None = None) -> None:
-        try:
-            if region is not None:
-                self.policy.region(region)
-            if domain is not None:
-                self.policy.domain(domain)
-        except UsageError as exc:
-            field = "region" if region is not None and "region" in str(exc) else "domain"
-            raise ApiError(400, str(exc), [{"field": field, "message": str(exc)}]) from None
+        """Unknown names are bad input (400), checked before anything is recorded."""
+        lookups: tuple[tuple[str, str | None, Callable[[str], object]], ...] = (
+            ("region", region, self.policy.region),
+            ("domain", domain, self.policy.domain),
+        )
+        for field, name, lookup in lookups:
+            if name is None:
+                continue
+            try:
+                lookup(name)
+            except UsageError as exc:
+                raise ApiError(400, str(exc), [{"field": field, "message": str(exc)}]) from None
 
     async def _operate(
         self,
