@@ -173,11 +173,40 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(port: int, load: str, duration: float, threads: int, conns: int) -> dict[str, float]:
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (our proxy's workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time so far of these processes (all their threads)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(port: int, load: str, duration: float, threads: int, conns: int,
+            server_pid: int | None = None) -> dict[str, float]:
+    """One wrk run; with ``server_pid``, also the CPU that process tree spent per request."""
     path, extra = LOADS[load]
     argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration:g}s", "--latency", *extra,
             f"http://127.0.0.1:{port}{path}"]
+    pids = _tree(server_pid) if server_pid else []
+    cpu0 = cpu_seconds(pids)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    cpu = cpu_seconds(pids) - cpu0
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -188,7 +217,10 @@ def run_wrk(port: int, load: str, duration: float, threads: int, conns: int) -> 
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
         errors += int(m.group(1))
-    return {"rps": round(rps, 1), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "errors": errors}
+    result = {"rps": round(rps, 1), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "errors": errors}
+    if pids and requests:
+        result["cpu_us_per_req"] = round(cpu * 1e6 / requests, 1)
+    return result
 
 
 def rotate(items: list[str], n: int) -> list[str]:
@@ -221,16 +253,20 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
     results: dict[str, dict[str, list[dict[str, float]]]] = {
         load: {t: [] for t in targets} for load in args.loads
     }
+    pids = {"direct": ng.pid, "haproxy": hap.pid, "ours": ours[0].pid}
+    if len(ours) > 1:
+        pids["ours_1worker"] = ours[1].pid
     for load in args.loads:  # warm-up, not recorded
         for port in targets.values():
             run_wrk(port, load, 1, args.threads, args.connections)
     for rnd in range(args.rounds):
         for load in args.loads:
             for t in rotate(list(targets), rnd):
-                r = run_wrk(targets[t], load, args.duration, args.threads, args.connections)
+                r = run_wrk(targets[t], load, args.duration, args.threads, args.connections, pids[t])
                 results[load][t].append(r)
                 log(f"round {rnd + 1} {load:16s} {t:12s} {r['rps']:>10.0f} req/s  "
-                    f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  errors {r['errors']}")
+                    f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
+                    f"cpu {r.get('cpu_us_per_req', 0):.1f} us/req  errors {r['errors']}")
     summary: dict[str, object] = {}
     for load, by_target in results.items():
         entry: dict[str, object] = {}
@@ -239,6 +275,7 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
                 "rps_median": _median([r["rps"] for r in runs]),
                 "p50_ms_median": _median([r["p50_ms"] for r in runs]),
                 "p99_ms_median": _median([r["p99_ms"] for r in runs]),
+                "cpu_us_per_req_median": _median([r["cpu_us_per_req"] for r in runs if "cpu_us_per_req" in r]),
                 "errors": sum(int(r["errors"]) for r in runs),
                 "rounds": runs,
             }
@@ -249,6 +286,10 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
                 "rps_ratio_median": _median([o["rps"] / h["rps"] for o, h in pairs]),
                 "p50_ratio_median": _median([o["p50_ms"] / h["p50_ms"] for o, h in pairs]),
                 "p99_ratio_median": _median([o["p99_ms"] / h["p99_ms"] for o, h in pairs]),
+                "cpu_per_req_ratio_median": _median(
+                    [o["cpu_us_per_req"] / h["cpu_us_per_req"] for o, h in pairs
+                     if o.get("cpu_us_per_req") and h.get("cpu_us_per_req")]
+                ),
             }
         summary[load] = entry
     for proc in (*ours, hap, ng):

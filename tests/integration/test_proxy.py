@@ -561,6 +561,27 @@ def test_workers_share_the_port_and_follow_the_route() -> None:
     uvloop.run(main())
 
 
+def test_a_crashed_worker_is_started_again() -> None:
+    async def main() -> None:
+        a = await Server("a", mode="name").start()
+        proxy = Proxy(settings(workers=2), registry=None)
+        proxy.set_route(Route.single("east", a.address))
+        await proxy.start()
+        victim, survivor = proxy.worker_pids
+        os.kill(victim, signal.SIGKILL)
+        await wait_until(lambda: len(proxy.worker_pids) == 2 and victim not in proxy.worker_pids,
+                         "the worker to be replaced")
+        assert survivor in proxy.worker_pids
+        for _ in range(10):  # the new worker got the route before it listened
+            assert await roundtrip(proxy.address, greeting=True) == b"a"
+        pids = proxy.worker_pids
+        await proxy.stop()
+        await wait_until(lambda: not any(_alive(p) for p in pids), "the workers to exit")
+        await a.stop()
+
+    uvloop.run(main())
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for task in Path(f"/proc/{pid}/task").iterdir():
