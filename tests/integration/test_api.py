@@ -4,6 +4,7 @@ file as the DNS): token rules, body validation, operations applied before the an
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -290,7 +291,7 @@ def test_run_refuses_a_public_api_without_a_token_exit_2(tmp_path: Path) -> None
     data["api"]["listen"] = f"0.0.0.0:{free_port()}"
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(data))
-    env = {k: v for k, v in __import__("os").environ.items() if k != TOKEN_ENV}
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
     done = subprocess.run(
         [*failover_cmd(), "run", "--policy", str(policy)], env=env, capture_output=True, text=True, timeout=60
     )
