@@ -313,6 +313,13 @@ class Coordinator:
         return True
 
     # -- traffic -----------------------------------------------------------------------------
+    def _already_applied(self, adapter: Adapter, desired: Desired) -> bool:
+        """After a lost race: re-read; True when what is live now is what we wanted."""
+        try:
+            return adapter.plan(adapter.read(), desired).noop
+        except FailoverError:
+            return False
+
     def _reconcile(
         self,
         adapter: Adapter,
@@ -349,6 +356,9 @@ class Coordinator:
             adapter.verify(desired)
         except LostRace as exc:
             self.audit("lost_race", domain, str(exc), adapter=adapter.name)
+            if self._already_applied(adapter, desired):
+                # the other writer (the daemon, beside an operator's command) published this very decision
+                return AdapterOutcome(adapter.name, "noop", "another coordinator applied the same decision first")
             return AdapterOutcome(adapter.name, "lost_race", str(exc), plan.changes)
         except FailoverError as exc:
             self.audit("error", domain, str(exc), adapter=adapter.name)

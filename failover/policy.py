@@ -22,9 +22,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     WithJsonSchema,
-    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -491,7 +491,8 @@ class Proxy(Strict):
     mode: Literal["tcp"] = "tcp"
     connect_timeout: PositiveDuration = 1.0
     drain_time: Duration = Field(
-        default=30.0, description="after a route change, connections to a gateway no longer first in line are closed after this"
+        default=30.0,
+        description="after a route change, connections to a gateway no longer first in line are closed after this",
     )
     domain: str | None = Field(default=None, description="whose decision it follows; default: the first")
     workers: int = Field(default=1, ge=1, le=64, description="processes sharing the port with SO_REUSEPORT")
@@ -687,7 +688,7 @@ def load_policy(path: str | os.PathLike[str] | None) -> Policy:
     except OSError as exc:
         raise UsageError(f"cannot read policy {file}: {exc.strerror}") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -720,7 +721,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark

@@ -94,3 +94,35 @@ def test_zonefile_reload_command_failure_is_reported(tmp_path):
     adapter = ZonefileAdapter("api.example.com", tmp_path / "z.zone", "example.com.", 30, ["false"])
     with pytest.raises(AdapterError, match="reload command exited 1"):
         adapter.apply(adapter.plan(adapter.read(), Desired("api.example.com", "east", 1, ("127.0.0.1",), 30, "e", 1)))
+
+
+def test_losing_a_race_to_the_same_decision_counts_as_in_sync(tmp_path):
+    """An operator's promote and the daemon apply the same stored decision at once: the loser
+    re-reads, finds its own wish live, and reports success instead of an error."""
+    from failover.coordinator import Coordinator
+    from failover.model import DomainState
+    from failover.policy import parse_policy
+    from failover.store.sqlite import SqliteStore
+
+    policy = parse_policy({
+        "service": "s", "observer": "east",
+        "regions": [{"name": "east", "gateways": [{"name": "e1", "address": "127.0.0.11"}]}],
+        "domains": [{"name": "api.example.com", "checks": [{"kind": "tcp", "port": 1}]}],
+    })
+    zone = ZonefileAdapter("api.example.com", tmp_path / "z.zone", "example.com.")
+    coordinator = Coordinator(policy, SqliteStore(tmp_path / "s.db"), {"api.example.com": [zone]})
+    state = DomainState("api.example.com", "east", None, 1)
+    stale = zone.read()
+    twin = ZonefileAdapter("api.example.com", tmp_path / "z.zone", "example.com.")
+    twin.apply(twin.plan(twin.read(), Desired("api.example.com", "east", 1, ("127.0.0.11",), 30, "daemon", 1)))
+
+    outcome = coordinator._reconcile(zone, stale, state, ("127.0.0.11",), {}, apply=True)
+    assert outcome.action == "noop" and "applied the same decision first" in outcome.detail
+    assert [e.kind for e in coordinator.store.history()] == ["applying", "lost_race"]
+
+    other = DomainState("api.example.com", "east", None, 1)
+    stale = zone.read()
+    twin.apply(twin.plan(twin.read(), Desired("api.example.com", "east", 1, ("127.0.0.12",), 30, "daemon", 2)))
+    lost = coordinator._reconcile(zone, stale, other, ("127.0.0.13",), {}, apply=True)
+    assert lost.action == "lost_race"  # the other writer published something else: reported, not overwritten
+    assert zone.read().addresses == ("127.0.0.12",)
