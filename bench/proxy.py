@@ -8,19 +8,27 @@ haproxy wrk nginx-light``). Everything runs on 127.0.0.1 from a temporary direct
 every process started here is stopped at the end (by pid).
 
 Part 1, throughput and latency (wrk), interleaved over ``--rounds`` rounds, the order of
-the targets rotating each round: ``direct`` (nginx), ``haproxy`` and ``ours`` (``python -m
-failover.proxy`` with ``--workers``), for three loads: small responses with keep-alive
-(``small_keepalive``), small responses with ``Connection: close`` (``small_close``), and
-64 KiB responses with keep-alive (``large_64k``). Reported: requests/s and p50/p99 per
-round and their medians, and the medians of the per-round ratios ours/haproxy.
+the targets rotating each round: ``direct`` (nginx), ``haproxy`` (2.6, ``mode tcp``, its
+default threads: one per CPU) and ``ours`` (``python -m failover.proxy`` with
+``--workers``, default 2; ``ours_1worker`` is the same in one process, as embedded by
+default), for three loads: small responses with keep-alive (``small_keepalive``), small
+responses with ``Connection: close`` (``small_close``), and 64 KiB responses with
+keep-alive (``large_64k``). Reported: requests/s, p50/p99 latency, and the CPU time the
+server's process tree spent per request (from /proc; less sensitive to other load on the
+machine than requests/s), per round and as medians, and the medians of the per-round
+ratios to HAProxy.
 
 Part 2, failover under new-connection-per-request load: a small load client (this file,
 bounded in time) opens a new connection for every request; after a warm-up the primary
-backend (an nginx process started here) is killed with SIGKILL. Reported per target: the
-longest stretch without a successful response, failed requests, those in flight at the
-kill, and failed requests started after it. HAProxy has the primary and a ``backup``
-server with ``check inter 1s fall 2`` (and, for reference, the same with ``option
-redispatch``); ours has the route ``[[primary], [backup]]`` (no probes: it only retries).
+backend (an nginx process started here) is killed with SIGKILL. The kill is a window, from
+the signal to the process being reaped. Reported per target: the longest stretch without a
+successful response that begins within a second of the kill (``longest_outage_ms``; the
+longest stretch before the kill shows the machine's noise), failed requests, requests in
+flight during the kill window, and failed requests started after it. HAProxy has the
+primary and a ``backup`` server with ``check inter 1s fall 2`` (and, for reference, the
+same with ``option redispatch`` + ``retries 1``, which does not help: a backup server
+only takes traffic once the checks have marked the primary down); ours has the route
+``[[primary], [backup]]`` and no probes (it retries a refused connect on the next tier).
 
 The machine is shared and has few cores: read ratios from the same run, not absolute
 figures, and prefer medians over several rounds.
