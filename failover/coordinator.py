@@ -82,6 +82,7 @@ class Coordinator:
         self.listeners: list[Listener] = []
         self._lock = threading.RLock()  # guards the in-memory streaks; held briefly, never across I/O
         self._evaluating = threading.Lock()  # one evaluation at a time (daemon, API, reconcile)
+        self.decided: dict[str, DomainState] = {}  # the latest recorded decision per domain
         self._streaks: dict[StreakKey, Streak] = store.get_streaks(self.observer)
         self._own_health: dict[tuple[str, str], RegionHealth] = store.get_region_health(self.observer)
         self._region_of = {gw.name: r.name for r in policy.regions for gw in r.gateways}
@@ -129,6 +130,15 @@ class Coordinator:
             if self.persist and changed:
                 self.store.put_streaks(self.observer, changed)
         return moved
+
+    def gateway_statuses(self, domain: str) -> dict[str, Status]:
+        """Every gateway's current verdict for the domain, from memory (cheap: for the proxy)."""
+        by_gateway: dict[str, list[Streak]] = {}
+        with self._lock:
+            for key, streak in self._streaks.items():
+                if key.domain == domain:
+                    by_gateway.setdefault(key.gateway, []).append(streak)
+        return {gw: health.gateway_status(streaks) for gw, streaks in by_gateway.items()}
 
     def up_now(self, domain: str, region: str) -> int:
         """Gateways of the region that are UP and passed their latest probe of every check
@@ -241,6 +251,8 @@ class Coordinator:
                 return self._evaluate_domain(domain, snap, apply, attempts - 1)
             raise StoreError(f"{domain}: the stored epoch keeps moving under us; not acting this round")
         log.info("%s: %s", domain, decision.reason)
+        if self.persist:
+            self.decided[domain] = decision.state
         outcome = DomainOutcome(decision)
         primary = decision.state.primary
         if primary is None:

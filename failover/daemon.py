@@ -39,6 +39,7 @@ class Daemon:
         self.coordinator = app.coordinator
         self.reconcile_interval = reconcile_interval
         self.after_evaluation: list[Hook] = []  # proxy routing, metrics, the live demo view
+        self.after_verdict: list[Callable[[], None]] = []  # at once on a verdict change (proxy routing)
         self.last_outcomes: list[DomainOutcome] = []
         self.evaluations = 0
         self._probed: set[StreakKey] = set()
@@ -97,6 +98,8 @@ class Daemon:
         try:
             if self.coordinator.record({key: result}):
                 self._dirty.set()
+                for hook in self.after_verdict:
+                    hook()
         except FailoverError as exc:
             log.error("cannot record probe result: %s", exc)
 

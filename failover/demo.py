@@ -1,7 +1,8 @@
 """``failover demo``: the whole system on this machine, with nothing to set up.
 
 Two regions of real HTTP gateways on loopback (east: 127.0.0.11-12, west: 127.0.0.21-22),
-a sqlite store and a zone file in a temporary folder, and the real daemon. It waits for the
+a sqlite store and a zone file in a temporary folder, the real daemon, and the embedded
+proxy with a client sending requests through it the whole time. It waits for the
 first election, kills east's gateways, measures how long detection and the DNS shift take,
 brings east back, watches the automatic failback, and prints a summary. Runs unattended
 (no TTY, ``CI=true``) with plain lines instead of the live view.
@@ -10,6 +11,7 @@ brings east back, watches the automatic failback, and prints a summary. Runs una
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -30,6 +32,8 @@ from failover.daemon import Daemon
 from failover.localgw import LocalGateway
 from failover.model import AuditEntry
 from failover.policy import load_policy
+from failover.proxy import Proxy
+from failover.proxy.follow import RouteFollower
 
 DOMAIN = "api.demo.test"
 EAST = {"east-a": "127.0.0.11", "east-b": "127.0.0.12"}
@@ -51,7 +55,7 @@ def _free_port(hosts: list[str]) -> int:
     raise RuntimeError("no free port on loopback")
 
 
-def demo_policy(folder: Path, port: int) -> dict[str, Any]:
+def demo_policy(folder: Path, port: int, proxy_port: int) -> dict[str, Any]:
     return {
         "service": "demo-api",
         "observer": "east",
@@ -69,7 +73,53 @@ def demo_policy(folder: Path, port: int) -> dict[str, Any]:
         "health": {"rise": 2, "fall": 3, "min_healthy_gateways": 1},
         "election": {"failback": "auto", "failback_after": "3s", "hold_down": "2s", "max_failovers_per_hour": 10},
         "state": {"url": "sqlite:///state.db"},
+        "proxy": {
+            "listen": f"127.0.0.1:{proxy_port}",
+            "upstream_port": port,
+            "connect_timeout": "300ms",
+            "drain_time": "2s",
+        },
     }
+
+
+class Client:
+    """A client sending one request per 20 ms through the proxy (a new connection each time),
+    as users holding a stale DNS answer would: counts answers per region and the longest gap."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.ok: dict[str, int] = {}
+        self.failed = 0
+        self.longest_gap = 0.0
+        self._last_ok: float | None = None
+
+    async def one(self) -> None:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 1.0)
+            writer.write(b"GET /ready HTTP/1.1\r\nHost: api.demo.test\r\nConnection: close\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 1.0)
+            writer.close()
+        except (OSError, TimeoutError):
+            answer = b""
+        now = time.monotonic()
+        if answer.startswith(b"HTTP/1.1 200") and b"ok " in answer:
+            region = answer.rsplit(b"ok ", 1)[1].split(b"-")[0].decode()
+            self.ok[region] = self.ok.get(region, 0) + 1
+            if self._last_ok is not None:
+                self.longest_gap = max(self.longest_gap, now - self._last_ok)
+            self._last_ok = now
+        elif self._last_ok is not None:  # failures before the first election do not count
+            self.failed += 1
+
+    async def run(self, limit: int = 6000) -> None:
+        for _ in range(limit):  # bounded: two minutes at most
+            await self.one()
+            await asyncio.sleep(0.02)
+
+    def summary(self) -> str:
+        per_region = ", ".join(f"{r} {n}" for r, n in sorted(self.ok.items())) or "none yet"
+        gap = f"{self.longest_gap * 1000:.0f}ms"
+        return f"{sum(self.ok.values())} ok ({per_region}), {self.failed} failed, longest gap {gap}"
 
 
 class View:
@@ -84,6 +134,7 @@ class View:
         self.records: tuple[str, ...] = ()
         self.primary = "-"
         self.health: dict[str, str] = {}
+        self.client: Client | None = None
 
     def say(self, text: str) -> None:
         line = f"[{time.monotonic() - self.started:6.2f}s] {text}"
@@ -100,6 +151,8 @@ class View:
         for name, status in sorted(self.health.items()):
             colour = {"up": "green", "down": "red"}.get(status, "yellow")
             table.add_row(name, f"[{colour}]{status}[/{colour}]")
+        if self.client is not None:
+            table.add_row("through the proxy", self.client.summary())
         table.add_row("events", "\n".join(self.lines) or "-")
         return table
 
@@ -118,7 +171,8 @@ async def _demo(console: Console, live: bool, speed: float) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="failover-demo-"))
     port = _free_port(list(EAST.values()) + list(WEST.values()))
     policy_file = folder / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump(demo_policy(folder, port), sort_keys=False))
+    proxy_port = _free_port(["127.0.0.1"])
+    policy_file.write_text(yaml.safe_dump(demo_policy(folder, port, proxy_port), sort_keys=False))
     policy = load_policy(policy_file)
     gateways = {name: LocalGateway(name, addr, port) for name, addr in {**EAST, **WEST}.items()}
     for gateway in gateways.values():
@@ -149,6 +203,17 @@ async def _demo(console: Console, live: bool, speed: float) -> dict[str, float]:
 
     def serving(addresses: tuple[str, ...]) -> Callable[[], bool]:
         return lambda: zone.path.exists() and zone.read().addresses == addresses
+
+    assert policy.proxy is not None
+    proxy = Proxy(policy.proxy, registry=None)
+    follow = RouteFollower(proxy, app.coordinator, DOMAIN)
+    daemon.after_verdict.append(follow)
+    daemon.after_evaluation.append(follow)
+    await proxy.start()
+    view.say(f"proxy on 127.0.0.1:{proxy_port}: a client sends a request every 20ms through it")
+    client = Client(proxy_port)
+    view.client = client
+    traffic = asyncio.create_task(client.run())
 
     figures: dict[str, float] = {}
     await daemon.start()
@@ -198,13 +263,21 @@ async def _demo(console: Console, live: bool, speed: float) -> dict[str, float]:
         view.say(f"failed back to east {figures['failback_s']:.2f}s after it came back")
         view.phase = "done"
         await asyncio.sleep(0.5 * speed)
+        view.say(f"through the proxy: {client.summary()}")
+        figures["proxy_failed"] = client.failed
+        figures["proxy_ok"] = sum(client.ok.values())
+        figures["proxy_gap_ms"] = client.longest_gap * 1000
     finally:
+        traffic.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await traffic
         if ticker is not None:
             ticker.cancel()
         if live_view is not None:
             live_view.update(view.render())
             live_view.stop()
         await daemon.stop()
+        await proxy.stop()
         await app.aclose()
         for gateway in gateways.values():
             await gateway.stop()
@@ -225,6 +298,8 @@ def run_demo(speed: float = 1.0) -> int:
         f"  detection          {figures['detection_s']:.2f}s after the kill\n"
         f"  DNS shift to west  {figures['failover_s']:.2f}s after the kill\n"
         f"  failback to east   {figures['failback_s']:.2f}s after recovery\n"
+        f"  through the proxy  {figures['proxy_ok']:.0f} requests ok, {figures['proxy_failed']:.0f} failed, "
+        f"longest gap {figures['proxy_gap_ms']:.0f}ms (clients with a stale DNS answer)\n"
         "Next: edit policies/example.yaml for your gateways and run `failover plan --policy ...`.",
         highlight=False,
         soft_wrap=True,

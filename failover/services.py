@@ -111,11 +111,19 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
         watcher = StateWatcher(daemon, metrics, notifier)
         stops.append(watcher.stop)
 
-        # 4. PROXY: the embedded proxy starts here, when ``policy.proxy`` is set. Register its
-        #    route hook BEFORE the watcher below (``daemon.after_evaluation.append(...)``), so that
-        #    routing follows a decision first, and give it ``registry=metrics.registry`` (or the
-        #    default registry: ``Metrics.render`` serves both) so /metrics shows failover_proxy_*.
-        #    Append ``proxy.stop`` to ``stops``.
+        # 4. the embedded proxy: routing follows a verdict at once and every decision after it
+        if policy.proxy is not None:
+            from failover.proxy import Proxy
+            from failover.proxy.follow import RouteFollower
+
+            proxy = Proxy(policy.proxy, registry=metrics.registry)
+            follow = RouteFollower(proxy, daemon.coordinator, policy.proxy.domain or policy.domains[0].name)
+            follow()
+            await proxy.start()
+            stops.append(proxy.stop)
+            daemon.after_verdict.append(follow)
+            daemon.after_evaluation.append(follow)
+            log.info("proxy listening on %s:%d", *proxy.address)
 
         daemon.after_evaluation.append(watcher)
         # 5. the admin API

@@ -459,6 +459,11 @@ class LocalProxy:
         self._route = route
         self._route_changes += 1
         self._tiers = tuple(tiers)
+        promoted = set(tiers[0] if tiers else ()) - set(self._first)
+        for up in promoted:
+            # The coordinator moved traffic here on the probes' word: lift a passive ejection left
+            # from an old outage (Envoy's successful_active_health_check_uneject_host).
+            up.ejected_until = 0.0
         self._first = tiers[0] if tiers else _NO_UPSTREAM
         first = set(self._first)
         leaving = [c for c in self._conns if c._up not in first]

@@ -26,3 +26,7 @@ def test_demo_runs_unattended_and_reports_figures():
     failback = float(re.search(r"failback to east\s+([\d.]+)s", out).group(1))
     assert 0 < shift < 10 and 0 < failback < 20
     assert "failover: east down" in out and "west elected" in out
+    proxied = re.search(r"through the proxy\s+(\d+) requests ok, (\d+) failed", out)
+    assert proxied is not None, out
+    # clients holding the old DNS answer kept being served: at most the requests in flight at the kill failed
+    assert int(proxied.group(1)) > 50 and int(proxied.group(2)) <= 2

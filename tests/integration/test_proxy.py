@@ -67,16 +67,16 @@ class Server:
     proxy_v1 / proxy_v2   parse the PROXY header, answer "src dst" on a line, then echo
     """
 
-    def __init__(self, name: str, mode: str = "echo", host: str = "127.0.0.1") -> None:
+    def __init__(self, name: str, mode: str = "echo", host: str = "127.0.0.1", port: int = 0) -> None:
         self.name, self.mode, self.host = name, mode, host
-        self.port = 0
+        self.port = port
         self.accepted = 0
         self.late: list[bytes] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> Server:
-        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -293,6 +293,27 @@ def test_ejection_ends_after_ejection_time(run: Runner[None]) -> None:
         assert proxy.stats().upstreams[key].connect_failures == 2
         await proxy.stop()
         await live.stop()
+
+    run(main())
+
+
+def test_a_tier_promoted_by_the_coordinator_is_no_longer_ejected(run: Runner[None]) -> None:
+    async def main() -> None:
+        backup = await Server("backup", mode="name").start()
+        port = free_port("127.0.0.4")
+        dead = f"127.0.0.4:{port}"
+        proxy = await started(Route((("east", (dead,)), ("west", (backup.address,)))), ejection_time=60.0)
+        assert await roundtrip(proxy.address, greeting=True) == b"backup"
+        assert proxy.stats().upstreams[f"east/{dead}"].ejected
+        proxy.set_route(Route((("west", (backup.address,)), ("east", (dead,)))))  # failover
+        assert proxy.stats().upstreams[f"east/{dead}"].ejected  # still ejected while not first
+        revived = await Server("revived", mode="name", host="127.0.0.4", port=port).start()
+        proxy.set_route(Route((("east", (dead,)), ("west", (backup.address,)))))  # failback on the probes' word
+        assert not proxy.stats().upstreams[f"east/{dead}"].ejected
+        assert await roundtrip(proxy.address, greeting=True) == b"revived"
+        await proxy.stop()
+        await backup.stop()
+        await revived.stop()
 
     run(main())
 
