@@ -9,7 +9,7 @@ import dns.rcode
 import dns.rdatatype
 
 from failover.model import ProbeResult
-from failover.policy import DnsCheck, _host_port
+from failover.policy import DnsCheck, host_port
 from failover.probes.base import Probe, Stopwatch, Target
 
 
@@ -18,7 +18,7 @@ class DnsProbe(Probe):
         super().__init__(target)
         self.check = check
         self.interval, self.timeout = check.interval, check.timeout
-        self.server, self.port = _host_port(check.server, 53) if check.server else (target.address, check.port)
+        self.server, self.port = host_port(check.server, 53) if check.server else (target.address, check.port)
         self.qname = check.qname or target.domain
         self.label = f"dns:{check.rdtype} {self.qname}"
 

@@ -1,0 +1,193 @@
+"""Loading a policy file: YAML, validation with field paths, cross-field checks, JSON Schema."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    ValidationError,
+)
+
+from failover.errors import PolicyError, UsageError
+from failover.policy._blocks import State
+from failover.policy._model import Policy
+from failover.policy._traffic import _traffic_problems
+from failover.policy._types import DURATION_PATTERN, format_duration
+
+_TAGS = {"http", "tcp", "tls", "dns", "rfc2136", "zonefile", "route53", "clouddns", "eip", "slack", "webhook"}
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    out = ""
+    items = list(loc)
+    for i, part in enumerate(items):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _TAGS and i > 0 and isinstance(items[i - 1], int):
+            continue  # pydantic puts the union's tag in the path; the operator never wrote it
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _reference_problems(policy: Policy) -> list[tuple[str, str]]:
+    """Checks that span fields: uniqueness and references."""
+    problems: list[tuple[str, str]] = []
+
+    def dupes(names: list[str], path: str, what: str) -> None:
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name in seen:
+                problems.append((path.format(i=i), f"duplicate {what} '{name}'"))
+            seen.add(name)
+
+    dupes([r.name for r in policy.regions], "regions[{i}].name", "region name")
+    dupes([d.name for d in policy.domains], "domains[{i}].name", "domain name")
+    seen_gw: set[str] = set()
+    seen_addr: set[str] = set()
+    for ri, region in enumerate(policy.regions):
+        for gi, gw in enumerate(region.gateways):
+            if gw.name in seen_gw:
+                problems.append((f"regions[{ri}].gateways[{gi}].name", f"duplicate gateway name '{gw.name}'"))
+            if gw.address in seen_addr:
+                problems.append((f"regions[{ri}].gateways[{gi}].address", f"duplicate gateway address '{gw.address}'"))
+            seen_gw.add(gw.name)
+            seen_addr.add(gw.address)
+        if policy.health.min_healthy_gateways > len(region.gateways):
+            problems.append(
+                (
+                    "health.min_healthy_gateways",
+                    f"{policy.health.min_healthy_gateways} is more than region '{region.name}' has "
+                    f"({len(region.gateways)}): it could never be healthy",
+                )
+            )
+    names = [r.name for r in policy.regions]
+    if policy.observer not in names:
+        close = difflib.get_close_matches(policy.observer, names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        problems.append(("observer", f"unknown region '{policy.observer}'{hint}; regions: {', '.join(names)}"))
+    if policy.proxy and policy.proxy.domain and policy.proxy.domain not in [d.name for d in policy.domains]:
+        problems.append(("proxy.domain", f"unknown domain '{policy.proxy.domain}'"))
+    for di, domain in enumerate(policy.domains):
+        for ci, check in enumerate(domain.checks):
+            if check.timeout > check.interval:
+                problems.append(
+                    (
+                        f"domains[{di}].checks[{ci}].timeout",
+                        "is longer than the interval: probes of one target would pile up",
+                    )
+                )
+    problems.extend(_traffic_problems(policy))
+    return problems
+
+
+def parse_policy(data: Any, source: str = "<policy>", observer: str | None = None) -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyError(source, [("", "the file must hold a mapping (service:, regions:, domains: ...)")])
+    if observer:
+        data = {**data, "observer": observer}
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            path = _path(err["loc"])
+            unknown = re.match(r"unknown key '([^']+)'", msg)
+            if unknown:  # point at the key itself: regions[0].prioirty
+                path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+            problems.append((path, msg))
+        raise PolicyError(source, problems) from None
+    problems = _reference_problems(policy)
+    if problems:
+        raise PolicyError(source, problems)
+    return policy
+
+
+def load_policy(path: str | os.PathLike[str] | None) -> Policy:
+    """Read, parse and validate a policy file. ``$FAILOVER_OBSERVER`` overrides ``observer``."""
+    if path is None:
+        path = os.environ.get("FAILOVER_POLICY")
+        if not path:
+            raise UsageError("no policy file: pass --policy PATH or set FAILOVER_POLICY")
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read policy {file}: {exc.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError(str(file), [("", f"malformed YAML{where}: {problem}")]) from None
+    policy = parse_policy(data, str(file), os.environ.get("FAILOVER_OBSERVER"))
+    policy = policy.model_copy(update={"state": _resolve_state(policy.state, file)})
+    policy._source = str(file.resolve())
+    return policy
+
+
+def _resolve_state(state: State, policy_file: Path) -> State:
+    """``sqlite:///rel.db`` is relative to the policy file, as DESIGN.md says."""
+    url = state.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url.removeprefix("sqlite:///")
+        url = "sqlite:///" + str((policy_file.parent / rel).resolve())
+    return State(url=url)
+
+
+def resolve_relative(policy_file: str | None, path: str) -> str:
+    if os.path.isabs(path) or not policy_file:
+        return path
+    return str((Path(policy_file).parent / path).resolve())
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _duration_defaults(node: Any) -> None:
+    """Show duration defaults as the strings a file must hold (``"2s"``), not as seconds."""
+    if isinstance(node, dict):
+        if node.get("pattern") == DURATION_PATTERN and isinstance(node.get("default"), int | float):
+            node["default"] = format_duration(float(node["default"]))
+        for value in node.values():
+            _duration_defaults(value)
+    elif isinstance(node, list):
+        for value in node:
+            _duration_defaults(value)
+
+
+def json_schema() -> str:
+    schema = Policy.model_json_schema(mode="validation")
+    _duration_defaults(schema)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "failover policy"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def require_env(name: str, what: str) -> str:
+    """A secret from the environment, or a UsageError that names the variable (never the value)."""
+    value = os.environ.get(name)
+    if not value:
+        raise UsageError(f"{what}: environment variable {name} is not set")
+    return value

@@ -1,0 +1,78 @@
+"""The policy itself: regions, gateways, domains, and the blocks that govern them."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import (
+    Field,
+    PrivateAttr,
+    field_validator,
+)
+
+from failover.errors import UsageError
+from failover.policy._blocks import Alert, Api, Election, Health, Proxy, State
+from failover.policy._checks import Check
+from failover.policy._traffic import Traffic
+from failover.policy._types import IPAddress, Name, Strict
+
+
+class Gateway(Strict):
+    name: Name
+    address: IPAddress
+
+
+class Region(Strict):
+    name: Name
+    priority: int = Field(default=100, description="lower wins")
+    gateways: list[Gateway] = Field(min_length=1)
+
+
+class Domain(Strict):
+    name: str
+    checks: list[Check] = Field(min_length=1)
+    traffic: list[Traffic] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        labels = v.rstrip(".").split(".")
+        if len(labels) < 2 or not all(re.fullmatch(r"[A-Za-z0-9_*]([A-Za-z0-9-]*[A-Za-z0-9])?", x) for x in labels):
+            raise ValueError(f"'{v}' is not a domain name")
+        return v.rstrip(".").lower()
+
+
+class Policy(Strict):
+    service: Name
+    observer: str
+    regions: list[Region] = Field(min_length=1)
+    domains: list[Domain] = Field(min_length=1)
+    health: Health = Health()
+    election: Election = Election()
+    state: State = State()
+    alerts: list[Alert] = Field(default_factory=list)
+    proxy: Proxy | None = None
+    api: Api | None = None
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The file this policy was loaded from (relative paths in it are relative to it)."""
+        return self._source
+
+    def region(self, name: str) -> Region:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        known = ", ".join(r.name for r in self.regions)
+        raise UsageError(f"unknown region '{name}' (regions in this policy: {known})")
+
+    def domain(self, name: str) -> Domain:
+        for domain in self.domains:
+            if domain.name == name.rstrip(".").lower():
+                return domain
+        known = ", ".join(d.name for d in self.domains)
+        raise UsageError(f"unknown domain '{name}' (domains in this policy: {known})")
+
+    def gateway_region(self) -> dict[str, Region]:
+        return {gw.name: region for region in self.regions for gw in region.gateways}
