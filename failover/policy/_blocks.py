@@ -61,15 +61,13 @@ def _http_url(value: str | None) -> str | None:
     return value
 
 
-class SlackAlert(Strict):
-    """A Slack incoming webhook (Block Kit message). Delivery is queued, retried, de-duplicated."""
+class _Delivery(Strict):
+    """What every alert sink shares: filtering, de-duplication, retries and its queue."""
 
-    kind: Literal["slack"]
-    webhook_env: EnvName = Field(description="environment variable holding the incoming-webhook URL (a secret)")
     link: str | None = Field(
-        default=None, description="URL shown on every message (a dashboard, the runbook); '{domain}' is filled in"
+        default=None, description="URL put in every message (a dashboard, the runbook); '{domain}' is filled in"
     )
-    name: Name | None = Field(default=None, description="label in metrics and logs; default: slack, slack-2, ...")
+    name: Name | None = Field(default=None, description="label in metrics and logs; default: the kind, kind-2, ...")
     events: list[AlertEvent] | None = Field(default=None, description="only these events; default: all")
     dedupe_window: Duration = Field(
         default=600.0, description="the same event again within this window is sent once; 0s: send every repeat"
@@ -84,7 +82,14 @@ class SlackAlert(Strict):
         return _http_url(v)
 
 
-class WebhookAlert(Strict):
+class SlackAlert(_Delivery):
+    """A Slack incoming webhook (Block Kit message). Delivery is queued, retried, de-duplicated."""
+
+    kind: Literal["slack"]
+    webhook_env: EnvName = Field(description="environment variable holding the incoming-webhook URL (a secret)")
+
+
+class WebhookAlert(_Delivery):
     """A generic JSON webhook, signed ``X-Failover-Signature: sha256=<hex HMAC of the body>``."""
 
     kind: Literal["webhook"]
@@ -92,20 +97,6 @@ class WebhookAlert(Strict):
     secret_env: EnvName | None = Field(
         default=None, description="environment variable holding the HMAC-SHA256 signing key; unsigned without it"
     )
-    link: str | None = Field(default=None, description="URL put in every payload; '{domain}' is filled in")
-    name: Name | None = Field(default=None, description="label in metrics and logs; default: webhook, webhook-2, ...")
-    events: list[AlertEvent] | None = Field(default=None, description="only these events; default: all")
-    dedupe_window: Duration = Field(
-        default=600.0, description="the same event again within this window is sent once; 0s: send every repeat"
-    )
-    timeout: PositiveDuration = Field(default=5.0, description="per delivery attempt")
-    retries: int = Field(default=5, ge=0, le=20, description="attempts after the first, with exponential backoff")
-    queue_size: int = Field(default=100, ge=1, le=100000, description="when full, the oldest waiting alert is dropped")
-
-    @field_validator("link")
-    @classmethod
-    def _link(cls, v: str | None) -> str | None:
-        return _http_url(v)
 
 
 Alert = Annotated[SlackAlert | WebhookAlert, Field(discriminator="kind")]
