@@ -38,6 +38,7 @@ class SqliteStore(Store):
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         self._lock = threading.Lock()
+        self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False)
@@ -51,6 +52,8 @@ class SqliteStore(Store):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._closed:
+                raise StoreError(f"state store {self.path} is closed")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -74,6 +77,8 @@ class SqliteStore(Store):
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[str, ...]]:
         try:
             with self._lock:
+                if self._closed:
+                    raise StoreError(f"state store {self.path} is closed")
                 return list(self._db.execute(sql, args).fetchall())
         except sqlite3.Error as exc:
             raise StoreError(f"state store {self.path}: read failed: {exc}") from None
@@ -166,4 +171,8 @@ class SqliteStore(Store):
         return [codec.audit(data) for (data,) in reversed(rows)]
 
     def close(self) -> None:
-        self._db.close()
+        # Under the lock: a worker thread may still be inside a statement (a cancelled task's
+        # to_thread call runs on), and closing under it crashes sqlite, not just Python.
+        with self._lock:
+            self._closed = True
+            self._db.close()

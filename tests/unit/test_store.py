@@ -332,3 +332,37 @@ def test_concurrent_audit_appends_lose_nothing(tmp_path: Path) -> None:
     for me in range(workers):  # each writer's entries keep their order
         mine = [int(e.detail.split(":")[1]) for e in history if e.observer == f"p{me}"]
         assert mine == list(range(count))
+
+
+def test_close_while_other_threads_write_never_crashes(tmp_path: Path) -> None:
+    """Closing under a writer used to crash the interpreter (sqlite closed mid-statement)."""
+    import threading
+
+    from failover.model import AuditEntry
+
+    store = SqliteStore(tmp_path / "s.db")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        for i in range(5000):  # bounded
+            if stop.is_set():
+                return
+            try:
+                store.audit(AuditEntry(float(i), "applied", "d", "x"))
+            except StoreError:
+                return
+            except BaseException as exc:  # anything but StoreError is a bug
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=writer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    store.close()
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert errors == []
+    with pytest.raises(StoreError, match="closed"):
+        store.history()
