@@ -6,7 +6,6 @@ Exit codes: 0 ok, 1 an operational failure, 2 bad usage or an invalid policy.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import getpass
 import json
@@ -76,22 +75,6 @@ def _run_app(policy: Policy, work: Callable[[App], Any], persist: bool = True, a
             await app.aclose()
 
     return asyncio.run(main())
-
-
-def _outcomes_json(outcomes: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "domain": o.decision.domain,
-            "kind": o.decision.kind,
-            "reason": o.decision.reason,
-            "primary": o.decision.state.primary,
-            "secondary": o.decision.state.secondary,
-            "epoch": o.decision.state.epoch,
-            "changed": o.decision.changed,
-            "adapters": [dataclasses.asdict(a) for a in o.adapters],
-        }
-        for o in outcomes
-    ]
 
 
 def _exit_for(outcomes: list[Any]) -> None:
@@ -175,7 +158,7 @@ def plan(policy_path: str | None, as_json: bool) -> None:
         return app.coordinator.evaluate(apply=False)
 
     outcomes = _run_app(policy, work, persist=False)
-    _print_json(_outcomes_json(outcomes)) if as_json else render.outcomes(console, outcomes)
+    _print_json(operations.outcomes_json(outcomes)) if as_json else render.outcomes(console, outcomes)
 
 
 @main.command()
@@ -191,7 +174,7 @@ def once(policy_path: str | None, as_json: bool) -> None:
         return await asyncio.to_thread(app.coordinator.evaluate)
 
     outcomes = _run_app(policy, work)
-    _print_json(_outcomes_json(outcomes)) if as_json else render.outcomes(console, outcomes)
+    _print_json(operations.outcomes_json(outcomes)) if as_json else render.outcomes(console, outcomes)
     _exit_for(outcomes)
 
 
@@ -229,7 +212,7 @@ def _operation(policy_path: str | None, as_json: bool, act: Callable[[App], Any]
         return await asyncio.to_thread(act, app)
 
     outcomes = _run_app(policy, work)
-    _print_json(_outcomes_json(outcomes)) if as_json else render.outcomes(console, outcomes)
+    _print_json(operations.outcomes_json(outcomes)) if as_json else render.outcomes(console, outcomes)
 
 
 @main.command()

@@ -4,6 +4,7 @@ through the same coordinator, store and fencing as the daemon's own decisions.""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -144,3 +145,20 @@ def undrain(coordinator: Coordinator, region: str, by: str) -> list[DomainOutcom
     if dropped is not None:
         coordinator.audit("undrain", None, f"{by} returned {region} to election", region=region, by=by)
     return _check_outcomes(coordinator.evaluate())
+
+
+def outcomes_json(outcomes: list[DomainOutcome]) -> list[dict[str, Any]]:
+    """What an evaluation did, for ``--json`` and the API."""
+    return [
+        {
+            "domain": o.decision.domain,
+            "kind": o.decision.kind,
+            "reason": o.decision.reason,
+            "primary": o.decision.state.primary,
+            "secondary": o.decision.state.secondary,
+            "epoch": o.decision.state.epoch,
+            "changed": o.decision.changed,
+            "adapters": [{**dataclasses.asdict(a), "changes": list(a.changes)} for a in o.adapters],
+        }
+        for o in outcomes
+    ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hmac
 import ipaddress
 import json
@@ -85,22 +84,6 @@ def _error(
     status: int, message: str, problems: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None
 ) -> web.Response:
     return _json({"error": message, "problems": problems or []}, status, headers)
-
-
-def outcomes_json(outcomes: list[DomainOutcome]) -> list[dict[str, Any]]:
-    return [
-        {
-            "domain": o.decision.domain,
-            "kind": o.decision.kind,
-            "reason": o.decision.reason,
-            "primary": o.decision.state.primary,
-            "secondary": o.decision.state.secondary,
-            "epoch": o.decision.state.epoch,
-            "changed": o.decision.changed,
-            "adapters": [{**dataclasses.asdict(a), "changes": list(a.changes)} for a in o.adapters],
-        }
-        for o in outcomes
-    ]
 
 
 class ApiServer:
@@ -289,7 +272,9 @@ class ApiServer:
 
     def _result(self, action: str, by: str, outcomes: list[DomainOutcome], **extra: Any) -> web.Response:
         verified = all(a.action in ("applied", "noop") for o in outcomes for a in o.adapters)
-        return _json({"action": action, "by": by, "verified": verified, "outcomes": outcomes_json(outcomes), **extra})
+        return _json(
+            {"action": action, "by": by, "verified": verified, "outcomes": operations.outcomes_json(outcomes), **extra}
+        )
 
     # -- handlers --------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
