@@ -43,8 +43,9 @@ def build_app(policy: Policy, persist: bool = True, with_adapters: bool = True) 
     except BaseException:
         store.close()
         raise
-    coordinator = Coordinator(policy, store, adapters, persist=persist)
-    return App(policy, store, coordinator, build_probes(policy))
+    probes = build_probes(policy)
+    coordinator = Coordinator(policy, store, adapters, persist=persist, targets=probes.keys())
+    return App(policy, store, coordinator, probes)
 
 
 async def probe_once(probes: Mapping[StreakKey, Probe]) -> dict[StreakKey, ProbeResult]:

@@ -242,6 +242,10 @@ def promote(
             seconds = parse_duration(duration)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--for") from None
+        if seconds <= 0:
+            raise click.BadParameter(
+                "must be longer than zero (leave --for out to pin until released)", param_hint="--for"
+            )
     _operation(
         policy_path,
         as_json,

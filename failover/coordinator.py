@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from failover import engine, health
@@ -72,6 +72,7 @@ class Coordinator:
         *,
         clock: Callable[[], float] = time.time,
         persist: bool = True,
+        targets: Iterable[StreakKey] | None = None,
     ) -> None:
         self.policy = policy
         self.store = store
@@ -84,6 +85,9 @@ class Coordinator:
         self._evaluating = threading.Lock()  # one evaluation at a time (daemon, API, reconcile)
         self.decided: dict[str, DomainState] = {}  # the latest recorded decision per domain
         self._streaks: dict[StreakKey, Streak] = store.get_streaks(self.observer)
+        if targets is not None:  # a check removed or renamed in the policy must not keep a gateway down
+            wanted = set(targets)
+            self._streaks = {k: v for k, v in self._streaks.items() if k in wanted}
         self._own_health: dict[tuple[str, str], RegionHealth] = store.get_region_health(self.observer)
         self._region_of = {gw.name: r.name for r in policy.regions for gw in r.gateways}
 
@@ -218,8 +222,7 @@ class Coordinator:
         if not self.persist:
             return
         for key, override in self.store.overrides().items():
-            if not override.active(now):
-                self.store.clear_override(key)
+            if not override.active(now) and self.store.clear_override(key, expect=override) is not None:
                 self.audit(
                     "release",
                     None if key == "*" else key,
@@ -234,15 +237,22 @@ class Coordinator:
                 reads.append((adapter, adapter.read()))
             except AdapterError as exc:
                 reads.append((adapter, exc))
+            except Exception as exc:  # one broken adapter must not stop the other domains
+                log.exception("%s: %s read failed unexpectedly", domain, adapter.name)
+                reads.append((adapter, AdapterError(f"{adapter.name}: read failed: {exc!r}")))
         stored = self.store.get_state(domain)
         state = self._adopt_marker(domain, stored, [r for _, r in reads if isinstance(r, Live)])
+        # Operator intent is read now, not with the snapshot: a promote or drain recorded while
+        # an earlier domain was being applied must win here.
+        overrides = self.store.overrides() if self.persist else snap.overrides
+        drained = frozenset(self.store.drains()) if self.persist else snap.drained
         decision = engine.decide(
             domain,
             self.policy.regions,
             state,
             snap.health[domain],
-            snap.drained,
-            engine.effective_override(snap.overrides, domain, snap.now),
+            drained,
+            engine.effective_override(overrides, domain, snap.now),
             self.policy.election,
             snap.now,
         )
@@ -256,6 +266,10 @@ class Coordinator:
         outcome = DomainOutcome(decision)
         primary = decision.state.primary
         if primary is None:
+            return outcome
+        if apply and not self.store.is_leader(self.observer, self._freshness()):
+            detail = "not the leader: another coordinator applies changes"
+            outcome.adapters.extend(AdapterOutcome(a.name, "skipped", detail) for a, _ in reads)
             return outcome
         addresses = self.publishable(domain, primary, snap, decision.kind == "override")
         healthy = {r.name: self.publishable(domain, r.name, snap) for r in self.policy.regions}
@@ -296,7 +310,9 @@ class Coordinator:
             failovers=current.failovers + ((float(newest.at),) if moved and current.primary else ()),
             reason=f"adopted the marker written by {newest.by}: {newest.text()}",
         )
-        if self.persist and self.store.put_state(adopted, state.epoch if state else None):
+        if self.persist:
+            if not self.store.put_state(adopted, state.epoch if state else None):
+                return self.store.get_state(domain)  # someone recorded first: decide on theirs
             self.audit("adopted", domain, adopted.reason, epoch=newest.epoch, primary=newest.primary)
         return adopted
 
@@ -312,6 +328,9 @@ class Coordinator:
             return True
         if not self.store.put_state(new, base.epoch if base else None):
             return False
+        if not decision.changed and decision.kind in ("hold", "fail_static", "waiting"):
+            # why traffic did NOT move is what an operator looks for in history
+            self.audit(decision.kind, new.domain, decision.reason, primary=new.primary, epoch=new.epoch)
         if decision.changed:
             self.audit(
                 decision.kind,

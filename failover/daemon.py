@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -24,7 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from failover.app import App, build_app
 from failover.coordinator import DomainOutcome
 from failover.errors import FailoverError
-from failover.model import StreakKey
+from failover.model import ProbeResult, StreakKey
 from failover.policy import Policy
 
 log = logging.getLogger("failover.daemon")
@@ -91,9 +90,10 @@ class Daemon:
         try:
             result = await asyncio.wait_for(probe.run(), probe.timeout + 1.0)
         except TimeoutError:  # a probe's own timeout should have fired; never let one hang the job
-            from failover.model import ProbeResult
-
             result = ProbeResult(False, probe.timeout + 1.0, f"{probe.label}: probe overran its timeout")
+        except Exception as exc:  # a probe bug counts as a failed probe, never as a silent gap
+            log.exception("probe %s of %s failed unexpectedly", probe.label, key.gateway)
+            result = ProbeResult(False, 0.0, f"{probe.label}: probe error {exc!r}")
         self._probed.add(key)
         try:
             if self.coordinator.record({key: result}):
@@ -133,8 +133,12 @@ class Daemon:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         if self._evaluator is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await asyncio.wait_for(self._evaluator, 30)
+            except asyncio.CancelledError:
+                pass
+            except TimeoutError:  # an adapter still waiting on its provider: its thread runs on
+                log.warning("an evaluation was still running after 30s; stopping without it")
         log.info("daemon stopped")
 
     async def wait_stopped(self) -> None:
@@ -161,10 +165,14 @@ async def serve(
         await daemon.wait_stopped()
     finally:
         log.info("shutting down")
-        await daemon.stop()
-        if cleanup is not None:
-            await cleanup()
-        await app.aclose()
+        try:
+            await daemon.stop()
+        finally:
+            try:
+                if cleanup is not None:
+                    await cleanup()
+            finally:
+                await app.aclose()
 
 
 def run_daemon(policy: Policy) -> None:

@@ -104,7 +104,7 @@ def promote(
                 )
                 raise FailoverError(f"refusing to promote {region} for {name}: {why}; use --force to pin it anyway")
     now = coordinator.clock()
-    until = now + duration if duration else None
+    until = now + duration if duration is not None else None
     override = Override(
         domain=targets[0] if domain else "*", region=region, reason=reason, by=by, at=now, until=until, force=force
     )

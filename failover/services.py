@@ -119,7 +119,12 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
             proxy = Proxy(policy.proxy, registry=metrics.registry)
             follow = RouteFollower(proxy, daemon.coordinator, policy.proxy.domain or policy.domains[0].name)
             follow()
-            await proxy.start()
+            try:
+                await proxy.start()
+            except OSError as exc:
+                raise FailoverError(
+                    f"proxy.listen: cannot listen on {policy.proxy.listen}: {exc.strerror or exc}"
+                ) from None
             stops.append(proxy.stop)
             daemon.after_verdict.append(follow)
             daemon.after_evaluation.append(follow)

@@ -21,7 +21,16 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from failover.adapters.abc import Adapter, Desired, Live, Marker, Plan, marker_name, split_families
+from failover.adapters.abc import (
+    Adapter,
+    Desired,
+    Live,
+    Marker,
+    Plan,
+    marker_name,
+    marker_to_write,
+    split_families,
+)
 from failover.errors import AdapterError, LostRace
 
 ADDRESS_TYPES = ("A", "AAAA")
@@ -51,8 +60,12 @@ class RecordSet:
 
     def key(self) -> tuple[object, ...]:
         """Equality as DNS sees it: value order, case and trailing dots do not matter."""
-        return (self.rtype, self.ttl, tuple(sorted(normalize(self.rtype, v) for v in self.values)),
-                self.alias.key() if self.alias else None)
+        return (
+            self.rtype,
+            self.ttl,
+            tuple(sorted(normalize(self.rtype, v) for v in self.values)),
+            self.alias.key() if self.alias else None,
+        )
 
     def same(self, other: RecordSet | None) -> bool:
         return other is not None and self.key() == other.key()
@@ -123,8 +136,12 @@ def address_records(addresses: tuple[str, ...], ttl: int) -> dict[str, RecordSet
 
 def addresses_of(records: Mapping[str, RecordSet]) -> tuple[str, ...]:
     found = [v for t in ADDRESS_TYPES if t in records and records[t].alias is None for v in records[t].values]
-    return tuple(sorted({str(ipaddress.ip_address(v)) for v in found},
-                        key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a))))
+    return tuple(
+        sorted(
+            {str(ipaddress.ip_address(v)) for v in found},
+            key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)),
+        )
+    )
 
 
 def common_ttl(records: Mapping[str, RecordSet]) -> int | None:
@@ -187,11 +204,7 @@ class RecordsAdapter(Adapter):
         """The marker text the change writes. When the decision is the one already published
         (a drift repair), the old text is kept, so its ``at`` still says when that primary
         was first published (the hold-down counts from it)."""
-        old = plan.live.marker
-        desired = plan.desired
-        if old is not None and (old.epoch, old.primary) == (desired.epoch, desired.primary):
-            return old.text()
-        return desired.marker().text()
+        return marker_to_write(plan)
 
     def record_changes(self, plan: Plan) -> tuple[list[RecordSet], list[RecordSet]]:
         """(deletions exactly as read, additions) for the domain's name and the marker.

@@ -119,6 +119,17 @@ class Plan:
         return not self.changes
 
 
+def marker_to_write(plan: Plan) -> str:
+    """The marker text a change writes. When the decision is the one already published (a
+    drift repair), the old text is kept, so its ``at`` still says when that primary was first
+    published: a coordinator adopting the marker counts its hold-down from it."""
+    old = plan.live.marker
+    desired = plan.desired
+    if old is not None and (old.epoch, old.primary) == (desired.epoch, desired.primary):
+        return old.text()
+    return desired.marker().text()
+
+
 class Adapter(ABC):
     kind: ClassVar[str]
 

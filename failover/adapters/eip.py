@@ -96,8 +96,15 @@ class EipAdapter(Adapter):
         targets = [Target(name, where[name][1], resource) for name, resource in block.gateways.items()]
         region = where[next(iter(block.gateways))][0]  # the policy check keeps them in one region
         return cls(
-            domain, block.allocation_id, region, targets, aws_region=block.aws_region, wait=block.wait,
-            timeout=block.timeout, retry_mode=block.retry_mode, max_attempts=block.max_attempts,
+            domain,
+            block.allocation_id,
+            region,
+            targets,
+            aws_region=block.aws_region,
+            wait=block.wait,
+            timeout=block.timeout,
+            retry_mode=block.retry_mode,
+            max_attempts=block.max_attempts,
         )
 
     @property
@@ -127,7 +134,12 @@ class EipAdapter(Adapter):
         return [t for t in self.targets if t.address in desired.addresses]
 
     def choose(self, live: Live, desired: Desired) -> Target | None:
-        """Where the address should be; None: leave it where it is."""
+        """Where the address should be; None: leave it where it is.
+
+        Only the coordinator of the address's own region moves it: an EIP move has no marker
+        to fence on, so a distant observer with a broken view must not fight over it."""
+        if desired.by and desired.by != self.region:
+            return None
         healthy = self.healthy(desired)
         if not healthy:
             return None
@@ -170,9 +182,7 @@ class EipAdapter(Adapter):
         target = self.choose(live, desired)
         changes: tuple[str, ...] = ()
         if target is not None:
-            changes = (
-                f"{self.name} {live.extra.get('public_ip')}: {self._where(live)} -> {target.label()}",
-            )
+            changes = (f"{self.name} {live.extra.get('public_ip')}: {self._where(live)} -> {target.label()}",)
         return Plan(self.name, live, desired, changes)
 
     def apply(self, plan: Plan) -> None:
@@ -195,9 +205,7 @@ class EipAdapter(Adapter):
                 # unassociated now (our own retried call, or another writer mid-move): the
                 # associate below is conditional on exactly that
         try:
-            self._call(
-                "AssociateAddress", AllocationId=self.allocation_id, AllowReassociation=False, **target.params()
-            )
+            self._call("AssociateAddress", AllocationId=self.allocation_id, AllowReassociation=False, **target.params())
         except AwsError as exc:
             if exc.code == "Resource.AlreadyAssociated":
                 now = self.read()
@@ -238,11 +246,16 @@ class EipAdapter(Adapter):
             self._call("DescribeInstances", InstanceIds=instances)
         if enis:
             self._call("DescribeNetworkInterfaces", NetworkInterfaceIds=enis)
-        granted = ["ec2:DescribeAddresses"] + (["ec2:DescribeInstances"] if instances else []) + (
-            ["ec2:DescribeNetworkInterfaces"] if enis else [])
+        granted = (
+            ["ec2:DescribeAddresses"]
+            + (["ec2:DescribeInstances"] if instances else [])
+            + (["ec2:DescribeNetworkInterfaces"] if enis else [])
+        )
         trials: list[tuple[str, dict[str, Any]]] = [
-            ("AssociateAddress", {"AllocationId": self.allocation_id, "AllowReassociation": False,
-                                  **self.targets[0].params()}),
+            (
+                "AssociateAddress",
+                {"AllocationId": self.allocation_id, "AllowReassociation": False, **self.targets[0].params()},
+            ),
         ]
         if live.extra.get("association_id"):
             trials.append(("DisassociateAddress", {"AssociationId": live.extra["association_id"]}))
@@ -255,6 +268,5 @@ class EipAdapter(Adapter):
             granted.append(f"ec2:{operation}")
         untried = "" if live.extra.get("association_id") else " (ec2:DisassociateAddress untried: not associated)"
         return (
-            f"{self.name}: {live.extra.get('public_ip')} on {self._where(live)}; "
-            f"granted {', '.join(granted)}{untried}"
+            f"{self.name}: {live.extra.get('public_ip')} on {self._where(live)}; granted {', '.join(granted)}{untried}"
         )

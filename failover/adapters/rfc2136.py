@@ -27,7 +27,16 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
-from failover.adapters.abc import Adapter, Desired, Live, Plan, marker_name, sort_addresses, split_families
+from failover.adapters.abc import (
+    Adapter,
+    Desired,
+    Live,
+    Plan,
+    marker_name,
+    marker_to_write,
+    sort_addresses,
+    split_families,
+)
 from failover.errors import AdapterError, LostRace, UsageError, VerifyError
 from failover.policy import Rfc2136Traffic, require_env
 
@@ -101,6 +110,8 @@ class Rfc2136Adapter(Adapter):
             ) from None
         except OSError as exc:
             raise AdapterError(f"{self.name}: unreachable ({exc.strerror or exc})") from None
+        except ValueError as exc:  # e.g. a host name where dnspython needs an address
+            raise AdapterError(f"{self.name}: {what} failed: {exc}") from None
         except dns.exception.DNSException as exc:
             raise AdapterError(f"{self.name}: {what} failed: {exc}") from None
 
@@ -152,7 +163,7 @@ class Rfc2136Adapter(Adapter):
             for address in addresses:
                 update.add(self.qname, desired.ttl, rdtype, address)
         update.delete(self.marker_qname, "TXT")
-        update.add(self.marker_qname, desired.ttl, "TXT", _quote(desired.marker().text()))
+        update.add(self.marker_qname, desired.ttl, "TXT", _quote(marker_to_write(plan)))
         self._apply_message(update)
 
     def _apply_message(self, update: dns.update.UpdateMessage) -> None:

@@ -25,7 +25,16 @@ import dns.rdataset
 import dns.rdatatype
 import dns.zone
 
-from failover.adapters.abc import Adapter, Desired, Live, Plan, marker_name, sort_addresses, split_families
+from failover.adapters.abc import (
+    Adapter,
+    Desired,
+    Live,
+    Plan,
+    marker_name,
+    marker_to_write,
+    sort_addresses,
+    split_families,
+)
 from failover.errors import AdapterError, LostRace, UsageError, VerifyError
 from failover.policy import ZonefileTraffic, resolve_relative
 
@@ -114,7 +123,7 @@ class ZonefileAdapter(Adapter):
                         rdataset.add(dns.rdata.from_text("IN", rdtype, value), desired.ttl)
             zone.delete_rdataset(self._marker, "TXT")
             zone.find_rdataset(self._marker, "TXT", create=True).add(
-                dns.rdata.from_text("IN", "TXT", _quote(desired.marker().text())), desired.ttl
+                dns.rdata.from_text("IN", "TXT", _quote(marker_to_write(plan))), desired.ttl
             )
             self._bump_serial(zone)
             self._write(zone)

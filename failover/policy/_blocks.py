@@ -33,8 +33,10 @@ class State(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not (v.startswith("sqlite:///") or v.startswith("etcd://")):
-            raise ValueError("use sqlite:////abs/path.db, sqlite:///relative.db or etcd://host:2379/prefix")
+        if v.startswith("etcd://"):
+            raise ValueError("the etcd store is not available yet: use sqlite:////abs/path.db (one per region)")
+        if not v.startswith("sqlite:///"):
+            raise ValueError("use sqlite:////abs/path.db, or sqlite:///relative.db (relative to the policy file)")
         return v
 
 

@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import (
     Field,
+    field_validator,
 )
 
-from failover.policy._types import Port, PositiveDuration, Strict
+from failover.policy._types import Port, PositiveDuration, Strict, ip_port
 
 
 class _Check(Strict):
@@ -47,6 +48,13 @@ class DnsCheck(_Check):
     qname: str | None = Field(default=None, description="default: the domain")
     rdtype: Literal["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SOA"] = "A"
     expect: list[str] = Field(default_factory=list, description="values the answer must hold")
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, v: str | None) -> str | None:
+        if v is not None:
+            ip_port(v, 53)
+        return v
 
 
 Check = Annotated[HttpCheck | TcpCheck | TlsCheck | DnsCheck, Field(discriminator="kind")]

@@ -13,7 +13,7 @@ from pydantic import (
     model_validator,
 )
 
-from failover.policy._types import EnvName, Name, PositiveDuration, Strict, host_port
+from failover.policy._types import EnvName, Name, PositiveDuration, Strict, host_port, ip_port
 
 if TYPE_CHECKING:
     from failover.policy._model import Policy
@@ -38,7 +38,7 @@ class Rfc2136Traffic(Strict):
     @field_validator("server")
     @classmethod
     def _server(cls, v: str) -> str:
-        host_port(v, 53)
+        ip_port(v, 53)
         return v
 
     @property

@@ -85,6 +85,17 @@ def host_port(value: str, default_port: int) -> tuple[str, int]:
     return host, int(port)
 
 
+def ip_port(value: str, default_port: int) -> tuple[str, int]:
+    """Like ``host_port`` but the host must be an IP address: DNS messages go to an address,
+    and a name here would need a resolver that may be the very thing that is down."""
+    host, port = host_port(value, default_port)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"'{value}': use an IP address (and optional :port), not a host name") from None
+    return host, port
+
+
 class Strict(BaseModel):
     """Rejects unknown keys, naming the closest valid key."""
 

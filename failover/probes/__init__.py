@@ -37,6 +37,8 @@ def build_probes(policy: Policy) -> dict[StreakKey, Probe]:
                 target = Target(domain.name, region.name, gateway.name, gateway.address)
                 for index, check in enumerate(domain.checks):
                     probe = build_probe(target, check)
-                    label = probe.label if index == 0 else f"{probe.label}#{index}"
-                    probes[StreakKey(domain.name, gateway.name, label)] = probe
+                    key = StreakKey(domain.name, gateway.name, probe.label)
+                    if key in probes:  # two checks with the same label: tell them apart by position
+                        key = StreakKey(domain.name, gateway.name, f"{probe.label}#{index}")
+                    probes[key] = probe
     return probes

@@ -29,7 +29,7 @@ class DnsProbe(Probe):
             response = await dns.asyncquery.udp(query, self.server, port=self.port, timeout=self.timeout)
         except dns.exception.Timeout:
             return ProbeResult(False, watch.elapsed, f"{self.label}: no answer in {self.timeout:g}s")
-        except (OSError, dns.exception.DNSException) as exc:
+        except (OSError, ValueError, dns.exception.DNSException) as exc:
             return ProbeResult(False, watch.elapsed, f"{self.label}: {exc}")
         rcode = response.rcode()
         if rcode != dns.rcode.NOERROR:

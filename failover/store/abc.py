@@ -62,7 +62,9 @@ class Store(ABC):
     def set_override(self, override: Override) -> None: ...
 
     @abstractmethod
-    def clear_override(self, domain: str) -> Override | None: ...
+    def clear_override(self, domain: str, expect: Override | None = None) -> Override | None:
+        """Remove and return the domain's override; with ``expect``, only if it is still that
+        one (atomic), so expiring an old override never deletes a newer one."""
 
     @abstractmethod
     def drains(self) -> dict[str, Drain]: ...

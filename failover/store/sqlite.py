@@ -138,11 +138,13 @@ class SqliteStore(Store):
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO override VALUES (?, ?)", (override.domain, codec.dumps(override)))
 
-    def clear_override(self, domain: str) -> Override | None:
+    def clear_override(self, domain: str, expect: Override | None = None) -> Override | None:
         with self._write() as db:
             row = db.execute("SELECT data FROM override WHERE domain = ?", (domain,)).fetchone()
+            if row is None or (expect is not None and codec.override(row[0]) != expect):
+                return None
             db.execute("DELETE FROM override WHERE domain = ?", (domain,))
-            return codec.override(row[0]) if row else None
+            return codec.override(row[0])
 
     def drains(self) -> dict[str, Drain]:
         return {r: codec.drain(data) for r, data in self._read("SELECT region, data FROM drain")}

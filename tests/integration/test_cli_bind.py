@@ -142,6 +142,8 @@ def test_promote_refuses_bad_input_and_changes_nothing(bind, gateways, write_pol
 
     bad_for = run(cli_env, policy, "promote", "west", "--reason", "x", "--for", "soon")
     assert bad_for.returncode == 2 and "--for" in bad_for.stderr
+    zero_for = run(cli_env, policy, "promote", "west", "--reason", "x", "--for", "0s")
+    assert zero_for.returncode == 2 and "longer than zero" in zero_for.stderr
 
     assert (bind.query(DOMAIN), bind.query("_failover." + DOMAIN, "TXT")) == before
     assert run_json(cli_env, policy, "status")["domains"][DOMAIN]["override"] is None

@@ -122,7 +122,7 @@ def test_losing_a_race_to_the_same_decision_counts_as_in_sync(tmp_path):
 
     other = DomainState("api.example.com", "east", None, 1)
     stale = zone.read()
-    twin.apply(twin.plan(twin.read(), Desired("api.example.com", "east", 1, ("127.0.0.12",), 30, "daemon", 2)))
+    twin.apply(twin.plan(twin.read(), Desired("api.example.com", "west", 2, ("127.0.0.21",), 30, "daemon", 2)))
     lost = coordinator._reconcile(zone, stale, other, ("127.0.0.13",), {}, apply=True)
-    assert lost.action == "lost_race"  # the other writer published something else: reported, not overwritten
-    assert zone.read().addresses == ("127.0.0.12",)
+    assert lost.action == "lost_race"  # the other writer decided later: reported, not overwritten
+    assert zone.read().addresses == ("127.0.0.21",)

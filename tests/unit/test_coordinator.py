@@ -1,0 +1,130 @@
+"""The coordinator's bookkeeping around the pure engine, with a real sqlite store and zone file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from failover.adapters.zonefile import ZonefileAdapter
+from failover.coordinator import Coordinator
+from failover.errors import PolicyError
+from failover.model import Override, ProbeResult, Status, Streak, StreakKey
+from failover.policy import parse_policy
+from failover.store.sqlite import SqliteStore
+
+DOMAIN = "api.example.com"
+
+
+def policy(**extra: object):
+    data = {
+        "service": "s",
+        "observer": "east",
+        "regions": [
+            {"name": "east", "priority": 1, "gateways": [{"name": "e1", "address": "127.0.0.11"}]},
+            {"name": "west", "priority": 2, "gateways": [{"name": "w1", "address": "127.0.0.21"}]},
+        ],
+        "domains": [{"name": DOMAIN, "checks": [{"kind": "tcp", "port": 80}]}],
+        "health": {"rise": 1, "fall": 1},
+        **extra,
+    }
+    return parse_policy(data)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(tmp_path: Path, **extra: object) -> tuple[Coordinator, Clock, ZonefileAdapter]:
+    clock = Clock()
+    zone = ZonefileAdapter(DOMAIN, tmp_path / "z.zone", "example.com.")
+    targets = [StreakKey(DOMAIN, "e1", "tcp:80"), StreakKey(DOMAIN, "w1", "tcp:80")]
+    coordinator = Coordinator(
+        policy(**extra), SqliteStore(tmp_path / "s.db"), {DOMAIN: [zone]}, clock=clock, targets=targets
+    )
+    return coordinator, clock, zone
+
+
+def probe(coordinator: Coordinator, east: bool, west: bool) -> None:
+    coordinator.record(
+        {
+            StreakKey(DOMAIN, "e1", "tcp:80"): ProbeResult(east, 0.001, "east probe"),
+            StreakKey(DOMAIN, "w1", "tcp:80"): ProbeResult(west, 0.001, "west probe"),
+        }
+    )
+
+
+def test_a_streak_of_a_check_no_longer_in_the_policy_is_ignored(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    # a check on the wrong port failed for ever, then the operator fixed the policy
+    store.put_streaks("east", {StreakKey(DOMAIN, "e1", "tcp:81"): Streak(Status.DOWN, 0, 9, 1.0, "refused")})
+    store.close()
+    coordinator, _, _ = make(tmp_path)
+    probe(coordinator, True, True)
+    assert coordinator.snapshot().gateways[DOMAIN]["e1"][0] is Status.UP
+    assert coordinator.evaluate()[0].decision.state.primary == "east"
+
+
+def test_decisions_that_keep_traffic_still_are_in_the_history(tmp_path: Path) -> None:
+    coordinator, clock, _ = make(tmp_path, election={"hold_down": "1h", "failback": "auto", "failback_after": "1s"})
+    probe(coordinator, False, True)
+    assert coordinator.evaluate()[0].decision.state.primary == "west"
+    probe(coordinator, True, True)
+    clock.now += 5
+    probe(coordinator, False, False)  # everything down: fail static, and say so once
+    for _ in range(3):
+        clock.now += 1
+        assert coordinator.evaluate()[0].decision.kind == "fail_static"
+    kinds = [e.kind for e in coordinator.store.history()]
+    assert kinds.count("fail_static") == 1
+
+
+def test_expiring_an_override_never_deletes_a_newer_one(tmp_path: Path) -> None:
+    coordinator, clock, _ = make(tmp_path)
+    store = coordinator.store
+    old = Override(DOMAIN, "west", "drill", "alice", clock.now, until=clock.now + 10)
+    store.set_override(old)
+    newer = Override(DOMAIN, "west", "incident", "bob", clock.now + 20, until=None)
+    store.set_override(newer)
+    assert store.clear_override(DOMAIN, expect=old) is None
+    assert store.overrides()[DOMAIN] == newer
+    clock.now += 60
+    probe(coordinator, True, True)
+    coordinator.evaluate()
+    assert store.overrides()[DOMAIN] == newer
+    assert not [e for e in store.history() if e.kind == "release"]
+
+
+def test_operator_intent_recorded_after_the_snapshot_still_wins(tmp_path: Path) -> None:
+    coordinator, clock, zone = make(tmp_path)
+    probe(coordinator, True, True)
+    snap = coordinator.snapshot()
+    coordinator.store.set_override(Override(DOMAIN, "west", "INC-7", "carol", clock.now))
+    outcome = coordinator._evaluate_domain(DOMAIN, snap, apply=True)
+    assert outcome.decision.state.primary == "west"
+    assert zone.read().addresses == ("127.0.0.21",)
+
+
+@pytest.mark.parametrize(
+    ("block", "path"),
+    [
+        ({"kind": "rfc2136", "server": "ns1.example.com:53", "zone": "example.com."}, "domains[0].traffic[0].server"),
+        ({"kind": "rfc2136", "server": "localhost", "zone": "example.com."}, "domains[0].traffic[0].server"),
+    ],
+)
+def test_dns_servers_must_be_addresses(block: dict[str, object], path: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        policy(domains=[{"name": DOMAIN, "checks": [{"kind": "tcp", "port": 80}], "traffic": [block]}])
+    assert [p for p, _ in caught.value.problems] == [path]
+    assert "use an IP address" in str(caught.value)
+
+
+def test_dns_check_server_and_etcd_url_are_checked() -> None:
+    with pytest.raises(PolicyError, match=r"domains\[0\]\.checks\[0\]\.server"):
+        policy(domains=[{"name": DOMAIN, "checks": [{"kind": "dns", "server": "resolver.local"}]}])
+    with pytest.raises(PolicyError, match="etcd store is not available yet"):
+        policy(state={"url": "etcd://127.0.0.1:2379/failover"})
