@@ -84,6 +84,7 @@ class Coordinator:
         self._lock = threading.RLock()  # guards the in-memory streaks; held briefly, never across I/O
         self._evaluating = threading.Lock()  # one evaluation at a time (daemon, API, reconcile)
         self.decided: dict[str, DomainState] = {}  # the latest recorded decision per domain
+        self._unflushed: dict[StreakKey, Streak] = {}
         self._streaks: dict[StreakKey, Streak] = store.get_streaks(self.observer)
         if targets is not None:  # a check removed or renamed in the policy must not keep a gateway down
             wanted = set(targets)
@@ -106,11 +107,15 @@ class Coordinator:
     def streak(self, key: StreakKey) -> Streak:
         return self._streaks.get(key, Streak())
 
-    def record(self, results: Mapping[StreakKey, ProbeResult], now: float | None = None) -> bool:
-        """Advance rise/fall state with new results; True when a verdict changed."""
+    def record(self, results: Mapping[StreakKey, ProbeResult], now: float | None = None, flush: bool = True) -> bool:
+        """Advance rise/fall state with new results; True when a verdict changed.
+
+        With ``flush=False`` (the daemon's event loop) nothing touches the store here: the
+        new streaks wait for ``flush()``, which the next evaluation runs in a worker thread."""
         now = self.clock() if now is None else now
         rules = self.policy.health
         changed: dict[StreakKey, Streak] = {}
+        warnings: list[tuple[StreakKey, str]] = []
         moved = False
         with self._lock:
             for key, result in results.items():
@@ -128,12 +133,22 @@ class Coordinator:
                         result.reason,
                     )
                 if after.warning and after.warning != before.warning:
-                    self.audit("warning", key.domain, after.warning, gateway=key.gateway)
+                    warnings.append((key, after.warning))
                 changed[key] = after
             self._streaks.update(changed)
-            if self.persist and changed:
-                self.store.put_streaks(self.observer, changed)
+            self._unflushed.update(changed)
+        for key, warning in warnings:
+            self.audit("warning", key.domain, warning, gateway=key.gateway)
+        if flush:
+            self.flush()
         return moved
+
+    def flush(self) -> None:
+        """Write the streaks recorded since the last flush (cron runs keep counting across runs)."""
+        with self._lock:
+            pending, self._unflushed = self._unflushed, {}
+        if self.persist and pending:
+            self.store.put_streaks(self.observer, pending)
 
     def gateway_statuses(self, domain: str) -> dict[str, Status]:
         """Every gateway's current verdict for the domain, from memory (cheap: for the proxy)."""
@@ -184,10 +199,11 @@ class Coordinator:
                     )
                 gateways[domain.name] = per_gateway
             self._own_health = own
-            if self.persist:
-                self.store.put_region_health(self.observer, own, now)
-            views = self.store.all_region_health(now - self._freshness()) if self.persist else {}
-            views[self.observer] = own
+        # store I/O outside the streak lock: probes keep recording meanwhile
+        if self.persist:
+            self.store.put_region_health(self.observer, own, now)
+        views = self.store.all_region_health(now - self._freshness()) if self.persist else {}
+        views[self.observer] = own
         merged: dict[str, dict[str, RegionHealth]] = {}
         for domain in self.policy.domains:
             merged[domain.name] = {}
@@ -208,6 +224,7 @@ class Coordinator:
         domain's adapter failure: it is audited and reported in the outcome. Probe results keep
         being recorded meanwhile: adapter I/O never holds the streak lock."""
         with self._evaluating:
+            self.flush()
             now = self.clock()
             self._expire_overrides(now)
             snap = self.snapshot(now)

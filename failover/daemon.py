@@ -96,7 +96,7 @@ class Daemon:
             result = ProbeResult(False, 0.0, f"{probe.label}: probe error {exc!r}")
         self._probed.add(key)
         try:
-            if self.coordinator.record({key: result}):
+            if self.coordinator.record({key: result}, flush=False):  # no store I/O on the loop
                 self._dirty.set()
                 for hook in self.after_verdict:
                     hook()
@@ -139,6 +139,10 @@ class Daemon:
                 pass
             except TimeoutError:  # an adapter still waiting on its provider: its thread runs on
                 log.warning("an evaluation was still running after 30s; stopping without it")
+        try:
+            await asyncio.to_thread(self.coordinator.flush)  # the streaks a cron run continues from
+        except FailoverError as exc:
+            log.warning("could not save the last probe results: %s", exc)
         log.info("daemon stopped")
 
     async def wait_stopped(self) -> None:
