@@ -30,7 +30,7 @@ from failover.adapters.zonefile import ZonefileAdapter
 from failover.app import build_app
 from failover.daemon import Daemon
 from failover.localgw import LocalGateway
-from failover.model import AuditEntry
+from failover.model import AuditEntry, Status
 from failover.policy import load_policy
 from failover.proxy import Proxy
 from failover.proxy.follow import RouteFollower
@@ -242,7 +242,9 @@ async def _demo(console: Console, live: bool, speed: float) -> dict[str, float]:
         for name in EAST:
             await gateways[name].stop()
         detected = await _wait(
-            "detection of east down", lambda: app.coordinator.snapshot().health[DOMAIN]["east"].status == "down", 20
+            "detection of east down",
+            lambda: all(app.coordinator.gateway_statuses(DOMAIN).get(g) is Status.DOWN for g in EAST),
+            20,
         )
         shifted = await _wait("the DNS shift to west", serving(west), 20)
         figures["detection_s"] = detected - killed
