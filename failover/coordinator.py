@@ -12,10 +12,12 @@ the audit log before and after each change.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from failover import engine, health
@@ -228,12 +230,19 @@ class Coordinator:
             now = self.clock()
             self._expire_overrides(now)
             snap = self.snapshot(now)
-            outcomes = []
-            for domain in self.policy.domains:
-                if domains is not None and domain.name not in domains:
-                    continue
-                outcomes.append(self._evaluate_domain(domain.name, snap, apply))
-            return outcomes
+            names = [d.name for d in self.policy.domains if domains is None or d.name in domains]
+            if len(names) <= 1:
+                return [self._evaluate_domain(name, snap, apply) for name in names]
+            # Domains are independent (own adapters, own compare-and-set): one waiting on its
+            # provider (Route 53 INSYNC, a Cloud DNS change) must not hold the others' failover.
+            # Each task runs in a copy of the caller's context, so what an operation collects
+            # (the alert for an operator's promote) still sees every domain's entries.
+            with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="evaluate") as pool:
+                futures = [
+                    pool.submit(contextvars.copy_context().run, self._evaluate_domain, name, snap, apply)
+                    for name in names
+                ]
+                return [future.result() for future in futures]
 
     def _expire_overrides(self, now: float) -> None:
         if not self.persist:

@@ -128,3 +128,48 @@ def test_dns_check_server_and_etcd_url_are_checked() -> None:
         policy(domains=[{"name": DOMAIN, "checks": [{"kind": "dns", "server": "resolver.local"}]}])
     with pytest.raises(PolicyError, match="etcd store is not available yet"):
         policy(state={"url": "etcd://127.0.0.1:2379/failover"})
+
+
+def test_a_domain_waiting_on_its_provider_does_not_hold_the_others(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    release = threading.Event()
+
+    class SlowProvider(ZonefileAdapter):
+        def apply(self, plan):  # type: ignore[no-untyped-def]
+            release.wait(10)  # a Route 53 INSYNC wait, say
+            super().apply(plan)
+
+    two = parse_policy(
+        {
+            "service": "s",
+            "observer": "east",
+            "regions": [{"name": "east", "gateways": [{"name": "e1", "address": "127.0.0.11"}]}],
+            "domains": [
+                {"name": "slow.example.com", "checks": [{"kind": "tcp", "port": 80}]},
+                {"name": "fast.example.com", "checks": [{"kind": "tcp", "port": 80}]},
+            ],
+            "health": {"rise": 1, "fall": 1},
+        }
+    )
+    slow = SlowProvider("slow.example.com", tmp_path / "slow.zone", "example.com.")
+    fast = ZonefileAdapter("fast.example.com", tmp_path / "fast.zone", "example.com.")
+    coordinator = Coordinator(
+        two, SqliteStore(tmp_path / "s.db"), {"slow.example.com": [slow], "fast.example.com": [fast]}
+    )
+    coordinator.record(
+        {StreakKey(d, "e1", "tcp:80"): ProbeResult(True, 0.001, "ok") for d in ("slow.example.com", "fast.example.com")}
+    )
+    worker = threading.Thread(target=coordinator.evaluate)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not (fast.path.exists() and fast.read().addresses == ("127.0.0.11",)):
+            assert time.monotonic() < deadline, "the fast domain waited for the slow one"
+            time.sleep(0.01)
+        assert not slow.path.exists()
+    finally:
+        release.set()
+        worker.join(timeout=10)
+    assert slow.read().addresses == ("127.0.0.11",)
