@@ -170,6 +170,16 @@ class RecordsAdapter(Adapter):
             return {"CNAME": RecordSet("CNAME", desired.ttl, (fqdn(target),))}
         return address_records(desired.addresses, desired.ttl)
 
+    def live(self, records: dict[str, RecordSet], marker_set: RecordSet | None) -> Live:
+        """The ``Live`` a cloud read returns, from the RRsets found and the marker's RRset."""
+        marker_text = None
+        if marker_set is not None:
+            marker_text = unquote_txt(marker_set.values) or " ".join(marker_set.values)
+        return Live(
+            self.domain, addresses_of(records), common_ttl(records), marker_text,
+            {"records": records, "marker_set": marker_set},
+        )
+
     @staticmethod
     def live_records(live: Live) -> dict[str, RecordSet]:
         records: dict[str, RecordSet] = live.extra.get("records", {})

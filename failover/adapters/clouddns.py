@@ -31,10 +31,7 @@ from failover.adapters._records import (
     MANAGED_TYPES,
     RecordsAdapter,
     RecordSet,
-    addresses_of,
-    common_ttl,
     fqdn,
-    unquote_txt,
 )
 from failover.adapters.abc import Desired, Live, Plan, marker_name
 from failover.errors import AdapterError, LostRace, VerifyError
@@ -204,13 +201,7 @@ class CloudDnsAdapter(RecordsAdapter):
         records = {r.record_type: self._record_set(r) for r in found if r.record_type in MANAGED_TYPES}
         marker_rrs = self._rrsets(self.marker_fqdn, "TXT")
         marker_set = self._record_set(marker_rrs[0]) if marker_rrs else None
-        marker_text = None
-        if marker_set is not None:
-            marker_text = unquote_txt(marker_set.values) or " ".join(marker_set.values)
-        return Live(
-            self.domain, addresses_of(records), common_ttl(records), marker_text,
-            {"records": records, "marker_set": marker_set},
-        )
+        return self.live(records, marker_set)
 
     def change_body(self, plan: Plan) -> Any:
         """The library's Changes object holding exactly what ``apply`` sends."""

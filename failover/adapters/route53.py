@@ -34,10 +34,7 @@ from failover.adapters._records import (
     Alias,
     RecordsAdapter,
     RecordSet,
-    addresses_of,
-    common_ttl,
     fqdn,
-    unquote_txt,
 )
 from failover.adapters.abc import Desired, Live, Plan, marker_name
 from failover.errors import AdapterError, LostRace, UsageError, VerifyError
@@ -183,13 +180,7 @@ class Route53Adapter(RecordsAdapter):
                 records[raw["Type"]] = self._record_set(raw)
         marker_raw = self._list(self.marker_fqdn, "TXT")
         marker_set = self._record_set(marker_raw[0]) if marker_raw else None
-        marker_text = None
-        if marker_set is not None:
-            marker_text = unquote_txt(marker_set.values) or " ".join(marker_set.values)
-        return Live(
-            self.domain, addresses_of(records), common_ttl(records), marker_text,
-            {"records": records, "marker_set": marker_set},
-        )
+        return self.live(records, marker_set)
 
     def change_batch(self, plan: Plan) -> list[dict[str, Any]]:
         """The exact batch ``apply`` sends: DELETEs of what was read, then CREATEs."""
