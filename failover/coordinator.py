@@ -92,7 +92,6 @@ class Coordinator:
             wanted = set(targets)
             self._streaks = {k: v for k, v in self._streaks.items() if k in wanted}
         self._own_health: dict[tuple[str, str], RegionHealth] = store.get_region_health(self.observer)
-        self._region_of = {gw.name: r.name for r in policy.regions for gw in r.gateways}
 
     # -- audit and events --------------------------------------------------------------------
     def audit(self, kind: str, domain: str | None, detail: str, **data: object) -> None:

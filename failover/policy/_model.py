@@ -73,6 +73,3 @@ class Policy(Strict):
                 return domain
         known = ", ".join(d.name for d in self.domains)
         raise UsageError(f"unknown domain '{name}' (domains in this policy: {known})")
-
-    def gateway_region(self) -> dict[str, Region]:
-        return {gw.name: region for region in self.regions for gw in region.gateways}
