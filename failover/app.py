@@ -33,7 +33,7 @@ class App:
 
 
 def build_adapters(policy: Policy) -> dict[str, list[Adapter]]:
-    return {d.name: [build_adapter(block, d.name, policy.source) for block in d.traffic] for d in policy.domains}
+    return {d.name: [build_adapter(block, d.name, policy) for block in d.traffic] for d in policy.domains}
 
 
 def build_app(policy: Policy, persist: bool = True, with_adapters: bool = True) -> App:

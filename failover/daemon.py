@@ -21,9 +21,8 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from failover.app import App, build_app
-from failover.coordinator import DomainOutcome
 from failover.errors import FailoverError
-from failover.model import ProbeResult, StreakKey
+from failover.model import DomainOutcome, ProbeResult, StreakKey
 from failover.policy import Policy
 
 log = logging.getLogger("failover.daemon")

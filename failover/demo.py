@@ -6,12 +6,15 @@ proxy with a client sending requests through it the whole time. It waits for the
 first election, kills east's gateways, measures how long detection and the DNS shift take,
 brings east back, watches the automatic failback, and prints a summary. Runs unattended
 (no TTY, ``CI=true``) with plain lines instead of the live view.
+
+It never hangs: every wait and every start-up step has a deadline and a miss exits 1 naming
+what it waited for; every shutdown step has one and an overrun is reported and skipped; a
+watchdog thread ends the process when the whole budget is gone (``failover/_demo_guard.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import sys
@@ -24,8 +27,19 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
+from failover._demo_guard import (
+    DemoTimeout,
+    Progress,
+    ShutdownSteps,
+    Watchdog,
+    exit_past_stuck_threads,
+    run_loop,
+    wait_until,
+    warn,
+    within,
+)
+from failover._demo_view import DOMAIN, Client, View, tick
 from failover.adapters.zonefile import ZonefileAdapter
 from failover.app import build_app
 from failover.daemon import Daemon
@@ -35,9 +49,20 @@ from failover.policy import load_policy
 from failover.proxy import Proxy
 from failover.proxy.follow import RouteFollower
 
-DOMAIN = "api.demo.test"
 EAST = {"east-a": "127.0.0.11", "east-b": "127.0.0.12"}
 WEST = {"west-a": "127.0.0.21", "west-b": "127.0.0.22"}
+REGION_OF = {address: "east" for address in EAST.values()} | {address: "west" for address in WEST.values()}
+
+# Deadlines in seconds. A run on an idle machine takes: first election 0.6, detection 1.2,
+# DNS shift 1.2, failback 3.7 (3s healthy), shutdown 1; the waits allow ten times that or more.
+BUDGET = 85.0  # the whole run, plus its pauses; `tests/e2e/test_demo.py` allows 120
+SHUTDOWN_RESERVE = 25.0  # kept out of the waits: the shutdown steps below, the loop's teardown, thread joins
+STEP = 5.0  # starting or stopping one gateway, the proxy, the daemon
+FIRST_ELECTION = 20.0
+DETECTION = 15.0
+DNS_SHIFT = 15.0
+FAILBACK = 25.0
+PAUSES = 3.5  # seconds of pauses at speed 1, so the viewer can follow
 
 
 def _free_port(hosts: list[str]) -> int:
@@ -82,171 +107,135 @@ def demo_policy(folder: Path, port: int, proxy_port: int) -> dict[str, Any]:
     }
 
 
-class Client:
-    """A client sending one request per 20 ms through the proxy (a new connection each time),
-    as users holding a stale DNS answer would: counts answers per region and the longest gap."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.ok: dict[str, int] = {}
-        self.failed = 0
-        self.longest_gap = 0.0
-        self._last_ok: float | None = None
-
-    async def one(self) -> None:
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 1.0)
-            writer.write(b"GET /ready HTTP/1.1\r\nHost: api.demo.test\r\nConnection: close\r\n\r\n")
-            answer = await asyncio.wait_for(reader.read(), 1.0)
-            writer.close()
-        except (OSError, TimeoutError):
-            answer = b""
-        now = time.monotonic()
-        if answer.startswith(b"HTTP/1.1 200") and b"ok " in answer:
-            region = answer.rsplit(b"ok ", 1)[1].split(b"-")[0].decode()
-            self.ok[region] = self.ok.get(region, 0) + 1
-            if self._last_ok is not None:
-                self.longest_gap = max(self.longest_gap, now - self._last_ok)
-            self._last_ok = now
-        elif self._last_ok is not None:  # failures before the first election do not count
-            self.failed += 1
-
-    async def run(self, limit: int = 6000) -> None:
-        for _ in range(limit):  # bounded: two minutes at most
-            await self.one()
-            await asyncio.sleep(0.02)
-
-    def summary(self) -> str:
-        per_region = ", ".join(f"{r} {n}" for r, n in sorted(self.ok.items())) or "none yet"
-        gap = f"{self.longest_gap * 1000:.0f}ms"
-        return f"{sum(self.ok.values())} ok ({per_region}), {self.failed} failed, longest gap {gap}"
+def _published(records: tuple[str, ...]) -> str:
+    """What the zone file serves, for a timeout's message: "still east in the zone file (...)"."""
+    if not records:
+        return "no address in the zone file yet"
+    regions = sorted({REGION_OF.get(address, "unknown") for address in records})
+    return f"still {' and '.join(regions)} in the zone file ({', '.join(records)})"
 
 
-class View:
-    """Live table on a terminal; plain timestamped lines otherwise."""
-
-    def __init__(self, console: Console, live: bool) -> None:
-        self.console = console
-        self.live = live
-        self.started = time.monotonic()
-        self.lines: list[str] = []
-        self.phase = "starting"
-        self.records: tuple[str, ...] = ()
-        self.primary = "-"
-        self.health: dict[str, str] = {}
-        self.client: Client | None = None
-
-    def say(self, text: str) -> None:
-        line = f"[{time.monotonic() - self.started:6.2f}s] {text}"
-        self.lines = [*self.lines[-11:], line]
-        if not self.live:
-            self.console.print(line, highlight=False, soft_wrap=True)
-
-    def render(self) -> Table:
-        table = Table(title=f"failover demo: {self.phase}", expand=False)
-        table.add_column("what")
-        table.add_column("now")
-        table.add_row("primary", f"[bold]{self.primary}[/bold]")
-        table.add_row(f"{DOMAIN} A", ", ".join(self.records) or "(none)")
-        for name, status in sorted(self.health.items()):
-            colour = {"up": "green", "down": "red"}.get(status, "yellow")
-            table.add_row(name, f"[{colour}]{status}[/{colour}]")
-        if self.client is not None:
-            table.add_row("through the proxy", self.client.summary())
-        table.add_row("events", "\n".join(self.lines) or "-")
-        return table
-
-
-async def _wait(what: str, condition: Callable[[], bool], deadline: float) -> float:
-    """Poll ``condition`` until true; return when it became true. Raise after ``deadline`` s."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return time.monotonic()
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"demo: {what} did not happen within {deadline:g}s")
-
-
-async def _demo(console: Console, live: bool, speed: float) -> dict[str, float]:
+async def _demo(console: Console, live: bool, speed: float, progress: Progress) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="failover-demo-"))
     port = _free_port(list(EAST.values()) + list(WEST.values()))
     policy_file = folder / "policy.yaml"
     proxy_port = _free_port(["127.0.0.1"])
     policy_file.write_text(yaml.safe_dump(demo_policy(folder, port, proxy_port), sort_keys=False))
     policy = load_policy(policy_file)
-    gateways = {name: LocalGateway(name, addr, port) for name, addr in {**EAST, **WEST}.items()}
-    for gateway in gateways.values():
-        await gateway.start()
-    app = build_app(policy)
-    zone = ZonefileAdapter(DOMAIN, folder / "demo.test.zone", "demo.test.")
     view = View(console, live)
-    view.say(f"policy, sqlite store and zone file in {folder}")
-    view.say(f"gateways: east {', '.join(EAST.values())}; west {', '.join(WEST.values())} (port {port})")
+    shutdown = ShutdownSteps(progress)
 
-    def on_audit(entry: AuditEntry) -> None:
-        if entry.kind in ("elected", "failover", "failback", "applied", "error", "lost_race"):
-            view.say(f"{entry.kind}: {entry.detail}")
+    def enter(phase: str) -> None:
+        view.phase = phase
+        progress.enter(phase)
 
-    app.coordinator.listeners.append(on_audit)
-    daemon = Daemon(app, reconcile_interval=2.0)
-
-    def refresh(_: object = None) -> None:
-        snap = app.coordinator.snapshot()
-        view.health = {f"{r} ({DOMAIN})": str(v.status) for r, v in snap.health[DOMAIN].items()}
-        state = app.store.get_state(DOMAIN)
-        view.primary = state.primary if state and state.primary else "-"
-        view.records = zone.read().addresses if zone.path.exists() else ()
-
-    daemon.after_evaluation.append(refresh)
-    east = tuple(sorted(EAST.values()))
-    west = tuple(sorted(WEST.values()))
-
-    def serving(addresses: tuple[str, ...]) -> Callable[[], bool]:
-        return lambda: zone.path.exists() and zone.read().addresses == addresses
-
-    assert policy.proxy is not None
-    proxy = Proxy(policy.proxy, registry=None)
-    follow = RouteFollower(proxy, app.coordinator, DOMAIN)
-    daemon.after_verdict.append(follow)
-    daemon.after_evaluation.append(follow)
-    await proxy.start()
-    view.say(f"proxy on 127.0.0.1:{proxy_port}: a client sends a request every 20ms through it")
-    client = Client(proxy_port)
-    view.client = client
-    traffic = asyncio.create_task(client.run())
-
-    figures: dict[str, float] = {}
-    await daemon.start()
-    live_view = Live(view.render(), console=console, refresh_per_second=8, transient=False) if live else None
-    ticker: asyncio.Task[None] | None = None
-    if live_view is not None:
-        live_view.start()
-
-        async def tick() -> None:
-            while True:
-                live_view.update(view.render())
-                await asyncio.sleep(0.1)
-
-        ticker = asyncio.create_task(tick())
+    gateways = {name: LocalGateway(name, addr, port) for name, addr in {**EAST, **WEST}.items()}
+    shutdown.push("stopping the gateways", lambda: asyncio.gather(*(g.stop() for g in gateways.values())), 2.0)
     try:
-        view.phase = "electing"
+        for name, gateway in gateways.items():
+            await within(progress, f"starting gateway {name}", gateway.start(), STEP)
+        app = build_app(policy)
+        daemon = Daemon(app, reconcile_interval=2.0)
+
+        async def close_app() -> None:
+            if "stopping the daemon" in shutdown.unfinished:  # its evaluation may still be using the store
+                warn("shutdown: left the probes and the store open: the daemon did not stop")
+                return
+            await app.aclose()
+
+        shutdown.push("closing the probes and the store", close_app, 3.0)
+        zone = ZonefileAdapter(DOMAIN, folder / "demo.test.zone", "demo.test.")
+        view.say(f"policy, sqlite store and zone file in {folder}")
+        view.say(f"gateways: east {', '.join(EAST.values())}; west {', '.join(WEST.values())} (port {port})")
+
+        def on_audit(entry: AuditEntry) -> None:
+            if entry.kind in ("elected", "failover", "failback", "applied", "error", "lost_race"):
+                view.say(f"{entry.kind}: {entry.detail}")
+
+        app.coordinator.listeners.append(on_audit)
+
+        def refresh(_: object = None) -> None:
+            snap = app.coordinator.snapshot()
+            view.health = {f"{r} ({DOMAIN})": str(v.status) for r, v in snap.health[DOMAIN].items()}
+            state = app.store.get_state(DOMAIN)
+            view.primary = state.primary if state and state.primary else "-"
+            view.records = zone.read().addresses if zone.path.exists() else ()
+
+        daemon.after_evaluation.append(refresh)
+        east = tuple(sorted(EAST.values()))
+        west = tuple(sorted(WEST.values()))
+
+        def records() -> tuple[str, ...]:
+            return zone.read().addresses if zone.path.exists() else ()
+
+        def serving(addresses: tuple[str, ...]) -> Callable[[], bool]:
+            return lambda: records() == addresses
+
+        def east_statuses() -> str:
+            statuses = app.coordinator.gateway_statuses(DOMAIN)
+            return ", ".join(f"{g} {statuses.get(g, Status.UNKNOWN)}" for g in EAST)
+
+        def waiting(wanted: float) -> float:
+            return progress.deadline(wanted, SHUTDOWN_RESERVE)
+
+        assert policy.proxy is not None
+        proxy = Proxy(policy.proxy, registry=None)
+        follow = RouteFollower(proxy, app.coordinator, DOMAIN)
+        daemon.after_verdict.append(follow)
+        daemon.after_evaluation.append(follow)
+        shutdown.push("stopping the proxy", lambda: proxy.stop(timeout=2.0), 4.0)
+        await within(progress, "starting the proxy", proxy.start(), STEP)
+        view.say(f"proxy on 127.0.0.1:{proxy_port}: a client sends a request every 20ms through it")
+        client = Client(proxy_port)
+        view.client = client
+
+        figures: dict[str, float] = {}
+        shutdown.push("stopping the daemon", daemon.stop, 5.0)
+        await within(progress, "starting the daemon", daemon.start(), STEP)
+        traffic = asyncio.create_task(client.run(progress.left()), name="demo client")
+
+        async def stop_client() -> None:
+            client.stop()  # it also stops by itself: a cancel alone can be lost (see Client)
+            traffic.cancel()
+            await asyncio.wait({traffic})
+
+        shutdown.push("stopping the client", stop_client, 3.0)
+        if live:
+            live_view = Live(view.render(), console=console, refresh_per_second=8, transient=False)
+            live_view.start()
+            ticker = asyncio.create_task(tick(live_view, view), name="demo view")
+
+            async def stop_view() -> None:
+                ticker.cancel()
+                live_view.update(view.render())
+                live_view.stop()
+
+            shutdown.push("stopping the live view", stop_view, 2.0)
+
+        enter("electing")
         t0 = time.monotonic()
-        await _wait("the first election", serving(east), 20)
+        await wait_until(
+            progress, "the first election", serving(east), lambda: _published(records()), waiting(FIRST_ELECTION)
+        )
         figures["first_publish_s"] = time.monotonic() - t0
         view.say(f"east elected and published in {figures['first_publish_s']:.2f}s")
         await asyncio.sleep(1.5 * speed)
 
-        view.phase = "east fails"
+        enter("east fails")
         view.say("killing east's gateways (connections now refused)")
         killed = time.monotonic()
         for name in EAST:
-            await gateways[name].stop()
-        detected = await _wait(
+            await within(progress, f"stopping gateway {name}", gateways[name].stop(), STEP)
+        detected = await wait_until(
+            progress,
             "detection of east down",
             lambda: all(app.coordinator.gateway_statuses(DOMAIN).get(g) is Status.DOWN for g in EAST),
-            20,
+            east_statuses,
+            waiting(DETECTION),
         )
-        shifted = await _wait("the DNS shift to west", serving(west), 20)
+        shifted = await wait_until(
+            progress, "the DNS shift to west", serving(west), lambda: _published(records()), waiting(DNS_SHIFT)
+        )
         figures["detection_s"] = detected - killed
         figures["failover_s"] = shifted - killed
         view.say(
@@ -255,58 +244,60 @@ async def _demo(console: Console, live: bool, speed: float) -> dict[str, float]:
         )
         await asyncio.sleep(1.5 * speed)
 
-        view.phase = "east recovers"
+        enter("east recovers")
         view.say("bringing east back (failback: auto after 3s healthy, hold-down 2s)")
         back = time.monotonic()
         for name in EAST:
-            await gateways[name].start()
-        returned = await _wait("the failback to east", serving(east), 30)
+            await within(progress, f"restarting gateway {name}", gateways[name].start(), STEP)
+        returned = await wait_until(
+            progress, "the failback to east", serving(east), lambda: _published(records()), waiting(FAILBACK)
+        )
         figures["failback_s"] = returned - back
         view.say(f"failed back to east {figures['failback_s']:.2f}s after it came back")
-        view.phase = "done"
+        enter("done")
         await asyncio.sleep(0.5 * speed)
         view.say(f"through the proxy: {client.summary()}")
         figures["proxy_failed"] = client.failed
         figures["proxy_ok"] = sum(client.ok.values())
         figures["proxy_gap_ms"] = client.longest_gap * 1000
     finally:
-        traffic.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await traffic
-        if ticker is not None:
-            ticker.cancel()
-        if live_view is not None:
-            live_view.update(view.render())
-            live_view.stop()
-        await daemon.stop()
-        await proxy.stop()
-        await app.aclose()
-        for gateway in gateways.values():
-            await gateway.stop()
+        await shutdown.run()
     return figures
 
 
-def run_demo(speed: float = 1.0) -> int:
+def run_demo(speed: float = 1.0, budget: float | None = None) -> int:
+    """Run the demo; 0 with a summary, 1 when a phase missed its deadline (the message says
+    which). ``budget``: seconds for the whole run (default ``BUDGET`` plus the pauses)."""
     console = Console()
     live = console.is_terminal and not os.environ.get("CI")
+    progress = Progress(budget if budget is not None else BUDGET + PAUSES * speed)
+    watchdog = Watchdog(progress)
+    watchdog.start()
+    code = 1
     try:
-        figures = asyncio.run(_demo(console, live, speed))
-    except TimeoutError as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 1
-    console.print(
-        "\n[bold]summary[/bold]: east was elected, failed, and came back.\n"
-        f"  first publish      {figures['first_publish_s']:.2f}s\n"
-        f"  detection          {figures['detection_s']:.2f}s after the kill\n"
-        f"  DNS shift to west  {figures['failover_s']:.2f}s after the kill\n"
-        f"  failback to east   {figures['failback_s']:.2f}s after recovery\n"
-        f"  through the proxy  {figures['proxy_ok']:.0f} requests ok, {figures['proxy_failed']:.0f} failed, "
-        f"longest gap {figures['proxy_gap_ms']:.0f}ms (clients with a stale DNS answer)\n"
-        "Next: edit policies/example.yaml for your gateways and run `failover plan --policy ...`.",
-        highlight=False,
-        soft_wrap=True,
-    )
-    return 0
+        try:
+            figures = run_loop(_demo(console, live, speed, progress))
+        except DemoTimeout as exc:
+            console.print(f"[red]demo: {exc}[/red]", highlight=False, soft_wrap=True)
+            return code
+        code = 0
+        console.print(
+            "\n[bold]summary[/bold]: east was elected, failed, and came back.\n"
+            f"  first publish      {figures['first_publish_s']:.2f}s\n"
+            f"  detection          {figures['detection_s']:.2f}s after the kill\n"
+            f"  DNS shift to west  {figures['failover_s']:.2f}s after the kill\n"
+            f"  failback to east   {figures['failback_s']:.2f}s after recovery\n"
+            f"  through the proxy  {figures['proxy_ok']:.0f} requests ok, {figures['proxy_failed']:.0f} failed, "
+            f"longest gap {figures['proxy_gap_ms']:.0f}ms (clients with a stale DNS answer)\n"
+            "Next: edit policies/example.yaml for your gateways and run `failover plan --policy ...`.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return code
+    finally:
+        progress.enter("exiting")
+        exit_past_stuck_threads(code)
+        watchdog.disarm()
 
 
 if __name__ == "__main__":

@@ -22,10 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from failover.model import Decision, DomainState, Override, RegionHealth, Status
+from failover.model import Decision, DecisionKind, DomainState, Override, RegionHealth, Status, effective_override
 from failover.policy import Election, Region
 
 HOUR = 3600.0
+
+__all__ = ["decide", "effective_override", "fmt"]
 
 
 def fmt(seconds: float) -> str:
@@ -67,7 +69,7 @@ def decide(
     def secondary_for(primary: str | None) -> str | None:
         return next((name for name in candidates if name != primary), None)
 
-    def outcome(kind: str, reason: str, primary: str | None, automatic: bool = False) -> Decision:
+    def outcome(kind: DecisionKind, reason: str, primary: str | None, automatic: bool = False) -> Decision:
         moved = primary != state.primary
         new = replace(
             state,
@@ -89,7 +91,7 @@ def decide(
         )
         until = f" until {override.until:.0f}" if override.until is not None else ""
         reason = f"{override.region} pinned by {override.by}{until}: {override.reason}{note}"
-        return outcome("override", reason, override.region)
+        return outcome(DecisionKind.OVERRIDE, reason, override.region)
 
     # 2. first election
     if state.primary is None:
@@ -98,9 +100,9 @@ def decide(
             if region.name in drained or status is Status.DOWN:
                 continue
             if status is Status.UNKNOWN:
-                return outcome("waiting", f"waiting for a first verdict on {region.name}", None)
-            return outcome("elected", f"{region.name} elected ({_why(health, region.name)})", region.name)
-        return outcome("waiting", "no region is healthy yet; publishing nothing", None)
+                return outcome(DecisionKind.WAITING, f"waiting for a first verdict on {region.name}", None)
+            return outcome(DecisionKind.ELECTED, f"{region.name} elected ({_why(health, region.name)})", region.name)
+        return outcome(DecisionKind.WAITING, "no region is healthy yet; publishing nothing", None)
 
     primary = state.primary
     status = _status(health, primary)
@@ -121,26 +123,33 @@ def decide(
                 healthy_for = now - (health[best].since or now)
                 if healthy_for < rules.failback_after:
                     return outcome(
-                        "keep",
+                        DecisionKind.KEEP,
                         f"{primary} kept; {best} healthy for {fmt(healthy_for)}, "
                         f"fails back after {fmt(rules.failback_after)}",
                         primary,
                     )
                 if now < held_until:
                     return outcome(
-                        "hold", f"{primary} kept; failback to {best} held down until {held_until:.0f}", primary
+                        DecisionKind.HOLD,
+                        f"{primary} kept; failback to {best} held down until {held_until:.0f}",
+                        primary,
                     )
                 if budget_spent:
                     return outcome(
-                        "hold",
+                        DecisionKind.HOLD,
                         f"{primary} kept; failback to {best} refused: {len(recent)} automatic changes in the last hour",
                         primary,
                     )
                 return outcome(
-                    "failback", f"{best} healthy for {fmt(healthy_for)}; failback from {primary}", best, automatic=True
+                    DecisionKind.FAILBACK,
+                    f"{best} healthy for {fmt(healthy_for)}; failback from {primary}",
+                    best,
+                    automatic=True,
                 )
         word = "unknown" if status is Status.UNKNOWN else "healthy"
-        return outcome("keep", f"no action: {primary} is primary and {word} ({_why(health, primary)})", primary)
+        return outcome(
+            DecisionKind.KEEP, f"no action: {primary} is primary and {word} ({_why(health, primary)})", primary
+        )
 
     # 4. primary down or drained
     cause = (
@@ -153,26 +162,21 @@ def decide(
     target = secondary_for(primary)
     if target is None:
         return outcome(
-            "fail_static", f"{cause}; no healthy region to take over: keeping {primary} (fail static)", primary
+            DecisionKind.FAIL_STATIC,
+            f"{cause}; no healthy region to take over: keeping {primary} (fail static)",
+            primary,
         )
     if primary not in drained:
         if now < held_until:
-            return outcome("hold", f"{cause}; hold-down keeps {primary} until {held_until:.0f}", primary)
+            return outcome(DecisionKind.HOLD, f"{cause}; hold-down keeps {primary} until {held_until:.0f}", primary)
         if budget_spent:
             return outcome(
-                "hold", f"{cause}; failover budget spent ({len(recent)} in the last hour): keeping {primary}", primary
+                DecisionKind.HOLD,
+                f"{cause}; failover budget spent ({len(recent)} in the last hour): keeping {primary}",
+                primary,
             )
-    return outcome("failover", f"{cause}; {target} elected", target, automatic=primary not in drained)
+    return outcome(DecisionKind.FAILOVER, f"{cause}; {target} elected", target, automatic=primary not in drained)
 
 
 def _rank_of(ranked: Sequence[Region], name: str) -> int:
     return next(i for i, region in enumerate(ranked) if region.name == name)
-
-
-def effective_override(overrides: Mapping[str, Override], domain: str, now: float) -> Override | None:
-    """The domain's own override beats a service-wide one ("*"); expired ones do not count."""
-    for key in (domain, "*"):
-        found = overrides.get(key)
-        if found is not None and found.active(now):
-            return found
-    return None

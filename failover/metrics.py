@@ -5,8 +5,8 @@ Everything is fed from the edges, never from the engine:
 
 * probes: each ``Probe`` is wrapped by ``InstrumentedProbe`` (latency histogram, results by
   outcome, probes in flight);
-* audit entries: ``Metrics.on_audit`` is a coordinator listener (primary changes, adapter
-  changes, their latency and errors);
+* domain events: ``Metrics.on_event`` subscribes to the coordinator's events (primary
+  changes, adapter changes, their latency and errors, audit entries by kind);
 * the store: ``instrument_store`` counts ``StoreError`` by operation;
 * state after each evaluation: ``Metrics.observe`` keeps the last snapshot, read by a collector
   at scrape time (health per gateway/region/domain, primary, epoch, overrides, drains).
@@ -60,20 +60,20 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from failover import events as ev
+from failover.coordinator.audit import audit_kind
 from failover.errors import StoreError
-from failover.model import AuditEntry, ProbeResult, Status, StreakKey
+from failover.model import DomainOutcome, ProbeResult, Snapshot, Status, StreakKey
 from failover.policy import Policy
 from failover.probes.base import Probe
 from failover.store.abc import Store
 
 if TYPE_CHECKING:
-    from failover.coordinator import DomainOutcome, Snapshot
     from failover.daemon import Daemon
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CHANGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-PRIMARY_CHANGES = ("elected", "failover", "failback", "override")
 
 
 def _version() -> str:
@@ -186,7 +186,7 @@ class Metrics:
             if not isinstance(probe, InstrumentedProbe):
                 daemon.app.probes[key] = InstrumentedProbe(probe, key, self)
         daemon.coordinator.store = instrument_store(daemon.coordinator.store, self)
-        daemon.coordinator.listeners.append(self.on_audit)
+        daemon.coordinator.events.subscribe(self.on_event)
 
     def render(self) -> bytes:
         """This registry, then the default one (process metrics, the proxy's when it registers there)."""
@@ -199,20 +199,22 @@ class Metrics:
         self.probe_duration.labels(*labels).observe(max(result.latency, 0.0))
         self.probe_results.labels(*labels, "success" if result.ok else "failure").inc()
 
-    def on_audit(self, entry: AuditEntry) -> None:
-        """Coordinator listener: runs in whichever thread audits; prometheus-client is thread-safe."""
-        self.audit_entries.labels(entry.kind).inc()
-        domain = entry.domain or "*"
-        adapter = str(entry.data.get("adapter", ""))
-        if entry.kind in PRIMARY_CHANGES and "epoch" in entry.data:
-            self.primary_changes.labels(domain, entry.kind).inc()
-        elif entry.kind == "applied":
-            self.adapter_changes.labels(domain, adapter).inc()
-            seconds = entry.data.get("seconds")
-            if isinstance(seconds, int | float):
-                self.adapter_duration.labels(domain, adapter).observe(float(seconds))
-        elif entry.kind in ("error", "lost_race") and adapter:
-            self.adapter_errors.labels(domain, adapter, entry.kind).inc()
+    def on_event(self, event: ev.Event) -> None:
+        """Event subscriber: runs in whichever thread publishes; prometheus-client is thread-safe."""
+        kind = audit_kind(event)
+        if kind is not None:
+            self.audit_entries.labels(kind).inc()
+        domain = event.domain or "*"
+        match event:
+            case ev.PrimaryChanged():
+                self.primary_changes.labels(domain, str(event.kind)).inc()
+            case ev.AdapterApplied():
+                self.adapter_changes.labels(domain, event.adapter).inc()
+                self.adapter_duration.labels(domain, event.adapter).observe(event.seconds)
+            case ev.AdapterFailed():
+                self.adapter_errors.labels(domain, event.adapter, "error").inc()
+            case ev.RaceLost():
+                self.adapter_errors.labels(domain, event.adapter, "lost_race").inc()
 
     def observe_decisions(self, outcomes: Sequence[DomainOutcome]) -> None:
         """After each daemon evaluation (no I/O): count it and its decisions, note the primaries."""

@@ -1,7 +1,14 @@
-"""Plain data shared by health, engine, store and adapters. No behaviour, no I/O."""
+"""Plain data shared by every layer: health, engine, store, adapters and the faces.
+
+No I/O, and no behaviour beyond small derived properties. The domain events that flow from
+the coordinator to the audit log, the metrics and the alerts live beside this, in
+``failover.events``.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -20,6 +27,7 @@ class ProbeResult:
     latency: float  # seconds
     reason: str  # one line: "200 in 12ms", "connect refused", "cert expires in 3d"
     warning: str | None = None  # healthy but worth telling (a certificate near expiry)
+    cert_days_left: float | None = None  # set by the tls probe: what the warning is about
 
 
 @dataclass(frozen=True)
@@ -88,14 +96,32 @@ class DomainState:
     primary: str | None = None
     secondary: str | None = None
     epoch: int = 0
-    changed_at: float | None = None  # last change of primary: hold-down counts from here
-    failovers: tuple[float, ...] = field(default_factory=tuple)  # automatic changes, last hour
+    changed_at: float | None = None  # last change of primary (any kind: election, override, failover)
+    # times of the automatic changes still inside the budget window: the hourly budget counts
+    # these, and the hold-down runs from the newest of them (not from changed_at)
+    failovers: tuple[float, ...] = field(default_factory=tuple)
     reason: str = ""
+
+
+class DecisionKind(StrEnum):
+    ELECTED = "elected"  # first primary
+    FAILOVER = "failover"  # the primary is down or drained: another region took over
+    FAILBACK = "failback"  # a better region is back (failback: auto)
+    OVERRIDE = "override"  # an operator's pin
+    HOLD = "hold"  # a move is due but the hold-down or the hourly budget refuses it
+    FAIL_STATIC = "fail_static"  # the primary is down and no region can take over
+    WAITING = "waiting"  # no verdict yet: nothing is published
+    KEEP = "keep"  # nothing to do
+
+    @property
+    def explains_inaction(self) -> bool:
+        """Why traffic did NOT move: what an operator looks for in history."""
+        return self in (DecisionKind.HOLD, DecisionKind.FAIL_STATIC, DecisionKind.WAITING)
 
 
 @dataclass(frozen=True)
 class Decision:
-    kind: str  # elected | failover | failback | override | hold | fail_static | waiting | keep
+    kind: DecisionKind
     reason: str  # one sentence, logged and audited
     state: DomainState
     changed: bool  # the primary moved (epoch bumped)
@@ -109,6 +135,53 @@ class Decision:
         return self.state.primary
 
 
+def effective_override(overrides: Mapping[str, Override], domain: str, now: float) -> Override | None:
+    """The domain's own override beats a service-wide one ("*"); expired ones do not count."""
+    for key in (domain, "*"):
+        found = overrides.get(key)
+        if found is not None and found.active(now):
+            return found
+    return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One immutable view per evaluation: every decision of that evaluation is made against it."""
+
+    now: float
+    gateways: dict[str, dict[str, tuple[Status, str]]]  # domain -> gateway -> (status, reason)
+    health: dict[str, dict[str, RegionHealth]]  # domain -> region -> verdict (quorum-merged)
+    overrides: dict[str, Override]
+    drained: frozenset[str]
+
+
+class AdapterAction(StrEnum):
+    NOOP = "noop"  # live already matches the decision
+    PLANNED = "planned"  # would change (plan only)
+    APPLIED = "applied"  # applied and verified
+    SKIPPED = "skipped"  # not ours to change now (not the leader, no healthy gateway)
+    LOST_RACE = "lost_race"  # the fencing marker moved: nothing written
+    ERROR = "error"  # the provider refused, failed or disagreed on read-back
+
+    @property
+    def failed(self) -> bool:
+        return self in (AdapterAction.LOST_RACE, AdapterAction.ERROR)
+
+
+@dataclass(frozen=True)
+class AdapterOutcome:
+    adapter: str
+    action: AdapterAction
+    detail: str
+    changes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DomainOutcome:
+    decision: Decision
+    adapters: list[AdapterOutcome] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     at: float
@@ -117,3 +190,10 @@ class AuditEntry:
     detail: str
     observer: str = ""
     data: dict[str, object] = field(default_factory=dict)
+
+
+def iso(ts: float | None) -> str | None:
+    """Unix time as ISO 8601 UTC (``2026-12-01T19:25:15Z``), as status and history print it."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -5,19 +5,14 @@ through the same coordinator, store and fencing as the daemon's own decisions.""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from typing import Any
 
-from failover.coordinator import Coordinator, DomainOutcome, Snapshot
-from failover.engine import effective_override
+from failover import events as ev
+from failover.coordinator import Coordinator
 from failover.errors import FailoverError, UsageError
-from failover.model import Drain, Override, Status
+from failover.model import DomainOutcome, Drain, Override, Snapshot, Status, effective_override, iso
 
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+__all__ = ["drain", "iso", "outcomes_json", "promote", "release", "status", "undrain"]
 
 
 def status(coordinator: Coordinator, snap: Snapshot | None = None) -> dict[str, Any]:
@@ -66,12 +61,7 @@ def _domains(coordinator: Coordinator, domain: str | None) -> list[str]:
 
 
 def _check_outcomes(outcomes: list[DomainOutcome]) -> list[DomainOutcome]:
-    failed = [
-        f"{o.decision.domain}: {a.adapter}: {a.detail}"
-        for o in outcomes
-        for a in o.adapters
-        if a.action in ("error", "lost_race")
-    ]
+    failed = [f"{o.decision.domain}: {a.adapter}: {a.detail}" for o in outcomes for a in o.adapters if a.action.failed]
     if failed:
         raise FailoverError("recorded, but not every adapter applied it:\n  " + "\n  ".join(failed))
     return outcomes
@@ -110,8 +100,8 @@ def promote(
     )
     coordinator.store.set_override(override)
     scope = targets[0] if domain else None
-    coordinator.audit(
-        "override", scope, f"{by} promoted {region}: {reason}", region=region, by=by, until=iso(until), force=force
+    coordinator.emit(
+        ev.OverrideSet, at=now, domain=scope, region=region, by=by, reason=reason, until=until, force=force
     )
     return _check_outcomes(coordinator.evaluate(domains=targets))
 
@@ -122,20 +112,15 @@ def release(
     key = coordinator.policy.domain(domain).name if domain else "*"
     dropped = coordinator.store.clear_override(key)
     if dropped is not None:
-        coordinator.audit(
-            "release",
-            None if key == "*" else key,
-            f"{by} released the override to {dropped.region}",
-            region=dropped.region,
-            by=by,
-        )
+        coordinator.emit(ev.OverrideReleased, domain=None if key == "*" else key, region=dropped.region, by=by)
     return dropped, _check_outcomes(coordinator.evaluate(domains=_domains(coordinator, domain)))
 
 
 def drain(coordinator: Coordinator, region: str, by: str, reason: str = "maintenance") -> list[DomainOutcome]:
     coordinator.policy.region(region)
-    coordinator.store.set_drain(Drain(region, reason, by, coordinator.clock()))
-    coordinator.audit("drain", None, f"{by} drained {region}: {reason}", region=region, by=by)
+    now = coordinator.clock()
+    coordinator.store.set_drain(Drain(region, reason, by, now))
+    coordinator.emit(ev.DrainSet, at=now, region=region, by=by, reason=reason)
     return _check_outcomes(coordinator.evaluate())
 
 
@@ -143,7 +128,7 @@ def undrain(coordinator: Coordinator, region: str, by: str) -> list[DomainOutcom
     coordinator.policy.region(region)
     dropped = coordinator.store.clear_drain(region)
     if dropped is not None:
-        coordinator.audit("undrain", None, f"{by} returned {region} to election", region=region, by=by)
+        coordinator.emit(ev.DrainCleared, region=region, by=by)
     return _check_outcomes(coordinator.evaluate())
 
 

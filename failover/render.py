@@ -8,9 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from failover.coordinator import DomainOutcome
-from failover.model import AuditEntry, ProbeResult, StreakKey
-from failover.operations import iso
+from failover.model import AuditEntry, DomainOutcome, ProbeResult, StreakKey, iso
 from failover.policy import Policy
 
 STYLE = {

@@ -22,11 +22,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from failover.coordinator import DomainOutcome
 from failover.daemon import Daemon
 from failover.errors import FailoverError
 from failover.logs import daemon_logging
 from failover.metrics import Metrics
+from failover.model import DomainOutcome
 
 if TYPE_CHECKING:
     from failover.alerts import Notifier
@@ -106,7 +106,7 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
             notifier = Notifier(policy, dispatcher.publish)
             await dispatcher.start()
             stops.append(dispatcher.stop)
-            daemon.coordinator.listeners.append(notifier.on_audit)
+            daemon.coordinator.events.subscribe(notifier.on_event)
             log.info("alerts: %s", ", ".join(s.name for s in dispatcher.sinks))
         watcher = StateWatcher(daemon, metrics, notifier)
         stops.append(watcher.stop)
@@ -117,7 +117,9 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
             from failover.proxy.follow import RouteFollower
 
             proxy = Proxy(policy.proxy, registry=metrics.registry)
-            follow = RouteFollower(proxy, daemon.coordinator, policy.proxy.domain or policy.domains[0].name)
+            coordinator = daemon.coordinator
+            domain = policy.proxy.domain or policy.domains[0].name
+            follow = RouteFollower(proxy, policy, domain, coordinator.decided_state, coordinator.gateway_statuses)
             follow()
             try:
                 await proxy.start()

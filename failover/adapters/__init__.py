@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
-from failover.adapters.abc import Adapter, Desired, Live, Marker, Plan, marker_name
+from failover.adapters.abc import Adapter, Desired, Live, LiveExtra, Marker, Plan, marker_name
+from failover.policy import Policy, Traffic
 
-__all__ = ["Adapter", "Desired", "Live", "Marker", "Plan", "build_adapter", "marker_name"]
+__all__ = ["Adapter", "Desired", "Live", "LiveExtra", "Marker", "Plan", "build_adapter", "marker_name"]
 
 # kind -> "module:Class"; imported lazily so a cron run pays only for the SDKs it uses.
 BACKENDS: dict[str, str] = {
@@ -19,9 +19,10 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def build_adapter(block: Any, domain: str, policy_source: str | None = None) -> Adapter:
-    """One adapter for one ``traffic`` block of one domain. ``policy_source`` resolves relative paths."""
+def build_adapter(block: Traffic, domain: str, policy: Policy) -> Adapter:
+    """One adapter for one ``traffic`` block of one domain of ``policy``."""
     module_name, class_name = BACKENDS[block.kind].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    adapter: Adapter = cls.from_policy(block, domain, policy_source)
-    return adapter
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise TypeError(f"{module_name}.{class_name} is not an Adapter")
+    return cls.from_policy(block, domain, policy)

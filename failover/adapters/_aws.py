@@ -34,7 +34,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from failover.errors import AdapterError
+from failover.errors import AdapterError, AwsError
 
 # the request was not signed by a key AWS knows: wrong, revoked or expired credentials
 AUTH_CODES = frozenset({
@@ -55,14 +55,6 @@ def _session() -> boto3.session.Session:
     core.register_component("data_loader", _MODELS)
     return boto3.session.Session(botocore_session=core)
 
-
-class AwsError(AdapterError):
-    """An AWS API refusal; ``code`` is the AWS error code (``InvalidChangeBatch``...)."""
-
-    def __init__(self, message: str, code: str = "", operation: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.operation = operation
 
 
 def make_client(

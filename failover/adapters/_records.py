@@ -21,17 +21,9 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from failover.adapters.abc import (
-    Adapter,
-    Desired,
-    Live,
-    Marker,
-    Plan,
-    marker_name,
-    marker_to_write,
-    split_families,
-)
-from failover.errors import AdapterError, LostRace
+from failover.adapters._dns import DnsAdapter, marker_to_write, quote_txt, unquote_txt
+from failover.adapters.abc import Desired, Live, LiveExtra, Plan, split_families
+from failover.errors import AdapterError
 
 ADDRESS_TYPES = ("A", "AAAA")
 MANAGED_TYPES = ("A", "AAAA", "CNAME")  # at the domain's own name; anything else there is left alone
@@ -91,39 +83,6 @@ def normalize(rtype: str, value: str) -> str:
     return value
 
 
-def quote_txt(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def unquote_txt(values: tuple[str, ...]) -> str | None:
-    """The marker text of a TXT RRset: its one value with the quotes taken off (DNS TXT
-    character-strings are joined); None when there is no value or more than one."""
-    if len(values) != 1:
-        return None
-    value = values[0].strip()
-    parts: list[str] = []
-    i = 0
-    while i < len(value):
-        if value[i] == '"':
-            j, out = i + 1, []
-            while j < len(value) and value[j] != '"':
-                if value[j] == "\\" and j + 1 < len(value):
-                    j += 1
-                out.append(value[j])
-                j += 1
-            parts.append("".join(out))
-            i = j + 1
-        elif value[i].isspace():
-            i += 1
-        else:
-            j = i
-            while j < len(value) and not value[j].isspace():
-                j += 1
-            parts.append(value[i:j])
-            i = j
-    return "".join(parts)
-
-
 def address_records(addresses: tuple[str, ...], ttl: int) -> dict[str, RecordSet]:
     v4, v6 = split_families(addresses)
     out: dict[str, RecordSet] = {}
@@ -150,15 +109,18 @@ def common_ttl(records: Mapping[str, RecordSet]) -> int | None:
     return ttls.pop() if len(ttls) == 1 else None
 
 
-class RecordsAdapter(Adapter):
-    """Base of the cloud DNS adapters: plan over whole RRsets; subclasses read and apply.
+@dataclass(frozen=True)
+class RecordsExtra(LiveExtra):
+    """What a cloud read keeps for ``apply``: the RRsets at the domain's name (types A, AAAA,
+    CNAME) and the marker's RRset, exactly as stored: those are what a change deletes."""
 
-    ``read()`` must return ``Live.extra`` with ``records`` (``dict[type, RecordSet]`` at the
-    domain's name, types A/AAAA/CNAME) and ``marker_set`` (the marker's ``RecordSet`` as
-    stored, or None): those are what ``apply`` deletes, exactly.
-    """
+    records: Mapping[str, RecordSet]
+    marker_set: RecordSet | None
 
-    ttl: int
+
+class RecordsAdapter(DnsAdapter):
+    """Base of the cloud DNS adapters: plan over whole RRsets; subclasses read and apply."""
+
     cname: Mapping[str, str]
 
     def wanted(self, desired: Desired) -> dict[str, RecordSet]:
@@ -176,68 +138,39 @@ class RecordsAdapter(Adapter):
         if marker_set is not None:
             marker_text = unquote_txt(marker_set.values) or " ".join(marker_set.values)
         return Live(
-            self.domain, addresses_of(records), common_ttl(records), marker_text,
-            {"records": records, "marker_set": marker_set},
+            self.domain, addresses_of(records), common_ttl(records), marker_text, RecordsExtra(records, marker_set)
         )
 
-    @staticmethod
-    def live_records(live: Live) -> dict[str, RecordSet]:
-        records: dict[str, RecordSet] = live.extra.get("records", {})
-        return records
-
-    @staticmethod
-    def live_marker_set(live: Live) -> RecordSet | None:
-        marker: RecordSet | None = live.extra.get("marker_set")
-        return marker
-
-    def plan(self, live: Live, desired: Desired) -> Plan:
-        marker = live.marker
-        if marker is not None and marker.epoch > desired.epoch:  # same rule as Adapter.plan
-            raise LostRace(
-                f"{self.name}: {marker_name(self.domain)} holds epoch {marker.epoch} "
-                f"(primary {marker.primary}, by {marker.by}), newer than our epoch {desired.epoch}; "
-                "not overwriting"
-            )
-        have = self.live_records(live)
+    def _differs(self, live: Live, desired: Desired) -> bool:
+        have = live.extra_as(RecordsExtra).records
         want = self.wanted(desired)
-        changes: list[str] = []
-        if set(have) != set(want) or any(not want[t].same(have[t]) for t in want):
-            before = "; ".join(have[t].describe() for t in sorted(have)) or "(none)"
-            after = "; ".join(want[t].describe() for t in sorted(want)) or "(none)"
-            changes.append(f"{self.domain}: {before} -> {after}")
-        if marker is None or (marker.epoch, marker.primary) != (desired.epoch, desired.primary):
-            was = marker.text() if marker else (live.marker_text or "(none)")
-            changes.append(f"{marker_name(self.domain)} TXT: {was} -> {desired.marker().text()}")
-        return Plan(self.name, live, desired, tuple(changes))
+        return set(have) != set(want) or any(not want[t].same(have[t]) for t in want)
 
-    def marker_to_write(self, plan: Plan) -> str:
-        """The marker text the change writes. When the decision is the one already published
-        (a drift repair), the old text is kept, so its ``at`` still says when that primary
-        was first published (the hold-down counts from it)."""
-        return marker_to_write(plan)
+    def record_changes_text(self, live: Live, desired: Desired) -> list[str]:
+        if not self._differs(live, desired):
+            return []
+        have = live.extra_as(RecordsExtra).records
+        want = self.wanted(desired)
+        before = "; ".join(have[t].describe() for t in sorted(have)) or "(none)"
+        after = "; ".join(want[t].describe() for t in sorted(want)) or "(none)"
+        return [f"{self.domain}: {before} -> {after}"]
+
+    def record_problems(self, live: Live, desired: Desired) -> list[str]:
+        if not self._differs(live, desired):
+            return []
+        have = live.extra_as(RecordsExtra).records
+        return ["; ".join(have[t].describe() for t in sorted(have)) or "no records"]
 
     def record_changes(self, plan: Plan) -> tuple[list[RecordSet], list[RecordSet]]:
         """(deletions exactly as read, additions) for the domain's name and the marker.
 
         The marker is always deleted as read and created again: that is the fence."""
-        have = self.live_records(plan.live)
+        read = plan.live.extra_as(RecordsExtra)
+        have = read.records
         want = self.wanted(plan.desired)
         deletions = [have[t] for t in sorted(have) if not have[t].same(want.get(t))]
         additions = [want[t] for t in sorted(want) if not want[t].same(have.get(t))]
-        old_marker = self.live_marker_set(plan.live)
-        if old_marker is not None:
-            deletions.append(old_marker)
-        additions.append(RecordSet("TXT", plan.desired.ttl, (quote_txt(self.marker_to_write(plan)),)))
+        if read.marker_set is not None:
+            deletions.append(read.marker_set)
+        additions.append(RecordSet("TXT", plan.desired.ttl, (quote_txt(marker_to_write(plan)),)))
         return deletions, additions
-
-    def verify_records(self, live: Live, desired: Desired) -> list[str]:
-        """What disagrees between a fresh read and the decision (empty: verified)."""
-        problems: list[str] = []
-        have = self.live_records(live)
-        want = self.wanted(desired)
-        if set(have) != set(want) or any(not want[t].same(have[t]) for t in want):
-            problems.append("; ".join(have[t].describe() for t in sorted(have)) or "no records")
-        marker: Marker | None = live.marker
-        if marker is None or (marker.epoch, marker.primary) != (desired.epoch, desired.primary):
-            problems.append(f"marker {live.marker_text!r}")
-        return problems

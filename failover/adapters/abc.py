@@ -6,11 +6,14 @@ only that difference, then reads back.
 
 Contract every backend keeps:
 
+* It is built from its policy block by ``from_policy(block, domain, policy)`` and says the
+  TTL it publishes with (``ttl``), which the coordinator puts in ``Desired``.
 * ``read()`` is side-effect free and returns the live records together with the ownership
-  marker exactly as stored (``Live.marker_text``). That text is the fencing token.
+  marker exactly as stored (``Live.marker_text``). That text is what a change is fenced on.
 * ``plan()`` is pure. An empty plan means the live state already matches: ``apply`` is then
   never called, so running the same decision twice sends no change request (idempotence).
-  A live marker with a *newer* epoch than ours means another coordinator decided after us:
+  A live marker with a *newer* epoch than ours means another coordinator decided after us,
+  and one with a *higher* fencing token means a newer leader has written: either way
   ``plan()`` raises ``LostRace`` instead of planning to overwrite it.
 * ``apply(plan)`` changes the records and the marker in ONE atomic provider request that is
   conditional on the marker still being ``plan.live.marker_text`` (RFC 2136 prerequisites,
@@ -24,6 +27,8 @@ Contract every backend keeps:
   server, not a cache) and raises ``VerifyError`` if it disagrees.
 * ``check_access()`` makes one read-only call that proves the credentials reach the zone, for
   ``failover validate``; it raises ``AdapterError`` naming what is missing.
+
+The marker-fenced DNS adapters share one plan, fence and verify rule (``_dns.DnsAdapter``).
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar, Self, TypeVar
 
-from failover.errors import LostRace
+from failover.policy import Policy, Traffic
 
-_MARKER = re.compile(r"^epoch=(\d+) primary=(\S+) by=(\S+) at=(\d+)$")
+# the token field is optional: markers written before fencing tokens (and by sqlite-only
+# deployments, whose token is 0) have none
+_MARKER = re.compile(r"^epoch=(\d+) primary=(\S+) by=(\S+) at=(\d+)(?: token=(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -48,9 +55,11 @@ class Marker:
     primary: str
     by: str
     at: int
+    token: int = 0  # the writing leader's fencing token; 0: no leader election (sqlite)
 
     def text(self) -> str:
-        return f"epoch={self.epoch} primary={self.primary} by={self.by} at={self.at}"
+        text = f"epoch={self.epoch} primary={self.primary} by={self.by} at={self.at}"
+        return f"{text} token={self.token}" if self.token > 0 else text
 
     @classmethod
     def parse(cls, text: str | None) -> Marker | None:
@@ -59,7 +68,8 @@ class Marker:
         match = _MARKER.match(text.strip().strip('"'))
         if not match:
             return None
-        return cls(int(match.group(1)), match.group(2), match.group(3), int(match.group(4)))
+        epoch, primary, by, at, token = match.groups()
+        return cls(int(epoch), primary, by, int(at), int(token or 0))
 
 
 def marker_name(domain: str) -> str:
@@ -89,9 +99,19 @@ class Desired:
     at: int  # unix seconds of the decision
     # every region's healthy gateway addresses, for adapters that act inside one region (eip)
     healthy: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    token: int = 0  # the acting leader's fencing token (0: no leader election)
 
     def marker(self) -> Marker:
-        return Marker(self.epoch, self.primary, self.by, self.at)
+        return Marker(self.epoch, self.primary, self.by, self.at, self.token)
+
+
+@dataclass(frozen=True)
+class LiveExtra:
+    """What a backend keeps from its read for its own ``apply`` (the exact stored records it
+    deletes, the association it detaches). Each backend subclasses it."""
+
+
+E = TypeVar("E", bound=LiveExtra)
 
 
 @dataclass(frozen=True)
@@ -99,12 +119,18 @@ class Live:
     domain: str
     addresses: tuple[str, ...]
     ttl: int | None
-    marker_text: str | None  # exact stored value: the fencing token
-    extra: dict[str, Any] = field(default_factory=dict)  # provider specifics (raw record sets)
+    marker_text: str | None  # exact stored value: what a change is fenced on
+    extra: LiveExtra | None = None  # provider specifics; None when the backend keeps none
 
     @property
     def marker(self) -> Marker | None:
         return Marker.parse(self.marker_text)
+
+    def extra_as(self, kind: type[E]) -> E:
+        """The provider specifics, as the backend that read them stored them."""
+        if not isinstance(self.extra, kind):
+            raise TypeError(f"this Live of {self.domain} holds {type(self.extra).__name__}, not {kind.__name__}")
+        return self.extra
 
 
 @dataclass(frozen=True)
@@ -119,22 +145,29 @@ class Plan:
         return not self.changes
 
 
-def marker_to_write(plan: Plan) -> str:
-    """The marker text a change writes. When the decision is the one already published (a
-    drift repair), the old text is kept, so its ``at`` still says when that primary was first
-    published: a coordinator adopting the marker counts its hold-down from it."""
-    old = plan.live.marker
-    desired = plan.desired
-    if old is not None and (old.epoch, old.primary) == (desired.epoch, desired.primary):
-        return old.text()
-    return desired.marker().text()
+B = TypeVar("B")
+
+
+def block_of(block: Traffic, kind: type[B]) -> B:
+    """The policy block as the type its backend reads (``build_adapter`` dispatches by kind)."""
+    if not isinstance(block, kind):
+        raise TypeError(f"a {block.kind} block cannot build a {kind.__name__} adapter")
+    return block
 
 
 class Adapter(ABC):
     kind: ClassVar[str]
+    ttl: int  # seconds resolvers may cache what this adapter publishes; goes into Desired.ttl
 
-    def __init__(self, domain: str) -> None:
+    def __init__(self, domain: str, ttl: int) -> None:
         self.domain = domain
+        self.ttl = ttl
+
+    @classmethod
+    @abstractmethod
+    def from_policy(cls, block: Traffic, domain: str, policy: Policy) -> Self:
+        """The adapter for one ``traffic`` block of one domain of ``policy`` (whose ``source``,
+        the policy file, resolves relative paths)."""
 
     @property
     @abstractmethod
@@ -144,23 +177,8 @@ class Adapter(ABC):
     @abstractmethod
     def read(self) -> Live: ...
 
-    def plan(self, live: Live, desired: Desired) -> Plan:
-        marker = live.marker
-        if marker is not None and marker.epoch > desired.epoch:
-            raise LostRace(
-                f"{self.name}: {marker_name(self.domain)} holds epoch {marker.epoch} "
-                f"(primary {marker.primary}, by {marker.by}), newer than our epoch {desired.epoch}; "
-                "not overwriting"
-            )
-        changes: list[str] = []
-        if live.addresses != desired.addresses or (live.addresses and live.ttl != desired.ttl):
-            before = ", ".join(live.addresses) or "(none)"
-            after = ", ".join(desired.addresses)
-            changes.append(f"{self.domain} A/AAAA: {before} -> {after} (ttl {desired.ttl})")
-        if marker is None or (marker.epoch, marker.primary) != (desired.epoch, desired.primary):
-            was = marker.text() if marker else (live.marker_text or "(none)")
-            changes.append(f"{marker_name(self.domain)} TXT: {was} -> {desired.marker().text()}")
-        return Plan(self.name, live, desired, tuple(changes))
+    @abstractmethod
+    def plan(self, live: Live, desired: Desired) -> Plan: ...
 
     @abstractmethod
     def apply(self, plan: Plan) -> None: ...

@@ -21,21 +21,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import requests
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 
+from failover.adapters._dns import marker_to_write
+from failover.adapters._poll import poll_until
 from failover.adapters._records import (
     MANAGED_TYPES,
     RecordsAdapter,
     RecordSet,
     fqdn,
 )
-from failover.adapters.abc import Desired, Live, Plan, marker_name
-from failover.errors import AdapterError, LostRace, VerifyError
-from failover.policy import CloudDnsTraffic
+from failover.adapters.abc import Live, Plan, block_of, marker_name
+from failover.errors import AdapterError, LostRace
+from failover.policy import CloudDnsTraffic, Policy, Traffic
 
 T = TypeVar("T")
 
@@ -70,6 +72,7 @@ class _TimeoutSession:
 
 class CloudDnsAdapter(RecordsAdapter):
     kind = "clouddns"
+    holder = "Cloud DNS holds"
 
     def __init__(
         self,
@@ -85,10 +88,9 @@ class CloudDnsAdapter(RecordsAdapter):
         credentials: Any = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(domain)
+        super().__init__(domain, ttl)
         self.project = project
         self.managed_zone = managed_zone
-        self.ttl = ttl
         self.cname: Mapping[str, str] = dict(cname or {})
         self.endpoint = endpoint.rstrip("/") if endpoint else None
         self.timeout = timeout
@@ -100,9 +102,8 @@ class CloudDnsAdapter(RecordsAdapter):
         self._zone: Any = None
 
     @classmethod
-    def from_policy(
-        cls, block: CloudDnsTraffic, domain: str, policy_source: str | None = None
-    ) -> CloudDnsAdapter:
+    def from_policy(cls, block: Traffic, domain: str, policy: Policy) -> Self:
+        block = block_of(block, CloudDnsTraffic)
         return cls(
             domain, block.project, block.managed_zone, block.ttl, cname=block.cname, endpoint=block.endpoint,
             timeout=block.timeout, wait=block.wait,
@@ -221,14 +222,14 @@ class CloudDnsAdapter(RecordsAdapter):
     def apply(self, plan: Plan) -> None:
         if plan.noop:
             return
-        written = self.marker_to_write(plan)
+        written = marker_to_write(plan)
         changes = self.change_body(plan)
         try:
             self._call("changes.create", changes.create, (gexc.PreconditionFailed, gexc.Conflict, gexc.NotFound))
         except (gexc.PreconditionFailed, gexc.Conflict, gexc.NotFound) as cause:
             if isinstance(cause, gexc.NotFound) and "entity.change" not in str(cause.message):
                 raise AdapterError(f"{self.name}: changes.create refused (404: {cause.message})") from None
-            if self._landed(plan.desired, written):
+            if self.landed(plan.desired, written):
                 return  # a retried attempt: the first one went through
             raise LostRace(
                 f"{self.name}: the zone changed since we read it, Cloud DNS refused the change whole "
@@ -236,31 +237,21 @@ class CloudDnsAdapter(RecordsAdapter):
             ) from None
         self._wait_done(changes)
 
-    def _landed(self, desired: Desired, written: str) -> bool:
-        try:
-            live = self.read()
-        except AdapterError:
-            return False
-        return live.marker_text == written and not self.verify_records(live, desired)
-
     def _wait_done(self, changes: Any) -> None:
-        deadline = time.monotonic() + self.wait
-        delay = 0.2
-        while changes.status != "done":
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AdapterError(
-                    f"{self.name}: change {changes.name} was accepted but is still {changes.status} after "
-                    f"{self.wait:g}s; Cloud DNS will finish it and the next cycle verifies it"
-                )
-            self._sleep(min(delay, remaining))
-            delay = min(delay * 2, 5.0)
+        def status() -> str:
             self._call("changes.get", changes.reload)
+            return str(changes.status)
 
-    def verify(self, desired: Desired) -> None:
-        problems = self.verify_records(self.read(), desired)
-        if problems:
-            raise VerifyError(f"{self.name}: after the change Cloud DNS holds {'; '.join(problems)}")
+        def still(status: str) -> AdapterError:
+            return AdapterError(
+                f"{self.name}: change {changes.name} was accepted but is still {status} after "
+                f"{self.wait:g}s; Cloud DNS will finish it and the next cycle verifies it"
+            )
+
+        poll_until(
+            str(changes.status), status, lambda status: status == "done",
+            wait=self.wait, sleep=self._sleep, first_delay=0.2, max_delay=5.0, timed_out=still,
+        )
 
     def check_access(self) -> str:
         zone = self.zone()

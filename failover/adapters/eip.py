@@ -29,12 +29,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
-from failover.adapters._aws import AwsError, call, make_client
-from failover.adapters.abc import Adapter, Desired, Live, Plan
-from failover.errors import AdapterError, LostRace, UsageError, VerifyError
-from failover.policy import EipTraffic, load_policy
+from failover.adapters._aws import call, make_client
+from failover.adapters._poll import poll_until
+from failover.adapters.abc import Adapter, Desired, Live, LiveExtra, Plan, block_of
+from failover.errors import AdapterError, AwsError, LostRace, UsageError, VerifyError
+from failover.policy import EipTraffic, Policy, Traffic
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,17 @@ class Target:
         return f"{self.gateway} ({self.resource})"
 
 
+@dataclass(frozen=True)
+class EipExtra(LiveExtra):
+    """The address as DescribeAddresses showed it; ``association_id`` is the fence."""
+
+    public_ip: str | None
+    association_id: str | None
+    instance_id: str | None
+    network_interface_id: str | None
+    holder: Target | None  # the mapped replica it sits on (None: unassociated or unmapped)
+
+
 class EipAdapter(Adapter):
     kind = "eip"
 
@@ -74,7 +86,8 @@ class EipAdapter(Adapter):
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(domain)
+        # an address move is not cached by resolvers: there is no TTL to publish
+        super().__init__(domain, ttl=0)
         if not targets:
             raise UsageError("eip: map at least one gateway to an instance or network interface")
         self.allocation_id = allocation_id
@@ -88,10 +101,8 @@ class EipAdapter(Adapter):
         )
 
     @classmethod
-    def from_policy(cls, block: EipTraffic, domain: str, policy_source: str | None = None) -> EipAdapter:
-        if policy_source is None:
-            raise UsageError("eip: needs the policy file to map its gateways to their addresses")
-        policy = load_policy(policy_source)
+    def from_policy(cls, block: Traffic, domain: str, policy: Policy) -> Self:
+        block = block_of(block, EipTraffic)
         where = {gw.name: (region.name, gw.address) for region in policy.regions for gw in region.gateways}
         targets = [Target(name, where[name][1], resource) for name, resource in block.gateways.items()]
         region = where[next(iter(block.gateways))][0]  # the policy check keeps them in one region
@@ -143,8 +154,8 @@ class EipAdapter(Adapter):
         healthy = self.healthy(desired)
         if not healthy:
             return None
-        holder = live.extra.get("holder")
-        if isinstance(holder, Target) and holder in healthy:
+        holder = live.extra_as(EipExtra).holder
+        if holder is not None and holder in healthy:
             return None
         return healthy[0]
 
@@ -161,35 +172,35 @@ class EipAdapter(Adapter):
             self.domain,
             (holder.address,) if holder else (),
             None,
-            None,  # no DNS marker: the fencing token is the AssociationId below
-            {
-                "public_ip": found.get("PublicIp"),
-                "association_id": found.get("AssociationId"),
-                "instance_id": found.get("InstanceId"),
-                "network_interface_id": found.get("NetworkInterfaceId"),
-                "holder": holder,
-            },
+            None,  # no DNS marker: the fence is the AssociationId below
+            EipExtra(
+                public_ip=found.get("PublicIp"),
+                association_id=found.get("AssociationId"),
+                instance_id=found.get("InstanceId"),
+                network_interface_id=found.get("NetworkInterfaceId"),
+                holder=holder,
+            ),
         )
 
     def _where(self, live: Live) -> str:
-        holder = live.extra.get("holder")
-        if isinstance(holder, Target):
-            return holder.label()
-        other = live.extra.get("network_interface_id") or live.extra.get("instance_id")
+        found = live.extra_as(EipExtra)
+        if found.holder is not None:
+            return found.holder.label()
+        other = found.network_interface_id or found.instance_id
         return f"unmapped {other}" if other else "unassociated"
 
     def plan(self, live: Live, desired: Desired) -> Plan:
         target = self.choose(live, desired)
         changes: tuple[str, ...] = ()
         if target is not None:
-            changes = (f"{self.name} {live.extra.get('public_ip')}: {self._where(live)} -> {target.label()}",)
+            changes = (f"{self.name} {live.extra_as(EipExtra).public_ip}: {self._where(live)} -> {target.label()}",)
         return Plan(self.name, live, desired, changes)
 
     def apply(self, plan: Plan) -> None:
         target = self.choose(plan.live, plan.desired)
         if target is None:
             return
-        association = plan.live.extra.get("association_id")
+        association = plan.live.extra_as(EipExtra).association_id
         if association:
             try:
                 self._call("DisassociateAddress", AssociationId=association)
@@ -197,7 +208,7 @@ class EipAdapter(Adapter):
                 if exc.code != "InvalidAssociationID.NotFound":
                     raise
                 now = self.read()
-                if now.extra.get("association_id"):  # someone moved it: theirs stands
+                if now.extra_as(EipExtra).association_id:  # someone moved it: theirs stands
                     raise LostRace(
                         f"{self.name}: the address moved to {self._where(now)} since we read it "
                         f"(association {association} is gone); nothing was changed"
@@ -209,7 +220,7 @@ class EipAdapter(Adapter):
         except AwsError as exc:
             if exc.code == "Resource.AlreadyAssociated":
                 now = self.read()
-                if now.extra.get("holder") == target:
+                if now.extra_as(EipExtra).holder == target:
                     return  # a retried call of ours: the first attempt went through
                 raise LostRace(
                     f"{self.name}: another writer associated the address with {self._where(now)} "
@@ -222,24 +233,23 @@ class EipAdapter(Adapter):
         healthy = self.healthy(desired)
         if not healthy:
             return  # nothing was asked of this region
-        deadline = time.monotonic() + self.wait
-        delay = 0.25
-        while True:
-            live = self.read()
-            if live.extra.get("holder") in healthy:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                names = ", ".join(t.label() for t in healthy)
-                raise VerifyError(
-                    f"{self.name}: after {self.wait:g}s DescribeAddresses still shows {self._where(live)}, "
-                    f"not one of {names}"
-                )
-            self._sleep(min(delay, remaining))
-            delay = min(delay * 2, 2.0)
+
+        def elsewhere(live: Live) -> VerifyError:
+            names = ", ".join(t.label() for t in healthy)
+            return VerifyError(
+                f"{self.name}: after {self.wait:g}s DescribeAddresses still shows {self._where(live)}, "
+                f"not one of {names}"
+            )
+
+        poll_until(
+            self.read(), self.read, lambda live: live.extra_as(EipExtra).holder in healthy,
+            wait=self.wait, sleep=self._sleep, first_delay=0.25, max_delay=2.0, timed_out=elsewhere,
+        )
 
     def check_access(self) -> str:
         live = self.read()
+        found = live.extra_as(EipExtra)
+        association = found.association_id
         instances = [t.resource for t in self.targets if t.is_instance]
         enis = [t.resource for t in self.targets if not t.is_instance]
         if instances:
@@ -257,8 +267,8 @@ class EipAdapter(Adapter):
                 {"AllocationId": self.allocation_id, "AllowReassociation": False, **self.targets[0].params()},
             ),
         ]
-        if live.extra.get("association_id"):
-            trials.append(("DisassociateAddress", {"AssociationId": live.extra["association_id"]}))
+        if association:
+            trials.append(("DisassociateAddress", {"AssociationId": association}))
         for operation, params in trials:
             try:  # DryRun: EC2 checks the permission and answers DryRunOperation, changing nothing
                 self._call(operation, DryRun=True, **params)
@@ -266,7 +276,7 @@ class EipAdapter(Adapter):
                 if exc.code != "DryRunOperation":
                     raise
             granted.append(f"ec2:{operation}")
-        untried = "" if live.extra.get("association_id") else " (ec2:DisassociateAddress untried: not associated)"
+        untried = "" if association else " (ec2:DisassociateAddress untried: not associated)"
         return (
-            f"{self.name}: {live.extra.get('public_ip')} on {self._where(live)}; granted {', '.join(granted)}{untried}"
+            f"{self.name}: {found.public_ip} on {self._where(live)}; granted {', '.join(granted)}{untried}"
         )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
 import dns.exception
 import dns.flags
@@ -27,28 +28,32 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
+from failover.adapters._dns import DnsAdapter, marker_to_write, quote_txt, txt_strings
 from failover.adapters.abc import (
-    Adapter,
-    Desired,
     Live,
+    LiveExtra,
     Plan,
+    block_of,
     marker_name,
-    marker_to_write,
     sort_addresses,
     split_families,
 )
-from failover.errors import AdapterError, LostRace, UsageError, VerifyError
-from failover.policy import Rfc2136Traffic, require_env
+from failover.errors import AdapterError, LostRace, UsageError
+from failover.policy import Policy, Rfc2136Traffic, Traffic, require_env
 
 _RACE_CODES = {dns.rcode.NXRRSET, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN}
 
 
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+@dataclass(frozen=True)
+class Rfc2136Extra(LiveExtra):
+    """The marker RRset as read (rdata in presentation form): the update's prerequisite."""
+
+    marker_rdata: tuple[str, ...]
 
 
-class Rfc2136Adapter(Adapter):
+class Rfc2136Adapter(DnsAdapter):
     kind = "rfc2136"
+    holder = "the server serves"
 
     def __init__(
         self,
@@ -60,8 +65,8 @@ class Rfc2136Adapter(Adapter):
         tsig: tuple[str, str, str] | None = None,  # (key name, algorithm, base64 secret)
         timeout: float = 3.0,
     ) -> None:
-        super().__init__(domain)
-        self.server, self.port, self.ttl, self.timeout = server, port, ttl, timeout
+        super().__init__(domain, ttl)
+        self.server, self.port, self.timeout = server, port, timeout
         self.zone = dns.name.from_text(zone)
         self.qname = dns.name.from_text(domain)
         self.marker_qname = dns.name.from_text(marker_name(domain))
@@ -79,7 +84,8 @@ class Rfc2136Adapter(Adapter):
             self._keyring = {self._keyname: dns.tsig.Key(self._keyname, secret, algorithm)}
 
     @classmethod
-    def from_policy(cls, block: Rfc2136Traffic, domain: str, policy_source: str | None = None) -> Rfc2136Adapter:
+    def from_policy(cls, block: Traffic, domain: str, policy: Policy) -> Self:
+        block = block_of(block, Rfc2136Traffic)
         host, port = block.host_port
         tsig = None
         if block.tsig is not None:
@@ -137,14 +143,9 @@ class Rfc2136Adapter(Adapter):
         aaaa, aaaa_ttl = self._query_ttl(self.qname, dns.rdatatype.AAAA)
         txt = self._query(self.marker_qname, dns.rdatatype.TXT)
         ttl = a_ttl if a_ttl is not None else aaaa_ttl
-        marker_text = None
-        marker_rdata = None
-        if txt:
-            rdata = txt[0]
-            marker_text = b"".join(rdata.strings).decode(errors="replace")
-            marker_rdata = [r.to_text() for r in txt]
+        marker_text = txt_strings(txt[0].strings) if txt else None
         addresses = sort_addresses([r.address for r in a] + [r.address for r in aaaa])
-        return Live(self.domain, addresses, ttl, marker_text, {"marker_rdata": marker_rdata})
+        return Live(self.domain, addresses, ttl, marker_text, Rfc2136Extra(tuple(r.to_text() for r in txt)))
 
     def _update(self) -> dns.update.UpdateMessage:
         return dns.update.UpdateMessage(self.zone)
@@ -152,9 +153,9 @@ class Rfc2136Adapter(Adapter):
     def apply(self, plan: Plan) -> None:
         desired = plan.desired
         update = self._update()
-        old = plan.live.extra.get("marker_rdata")
+        old = plan.live.extra_as(Rfc2136Extra).marker_rdata
         if old:  # fence: the marker must still be exactly what we read
-            update.present(self.marker_qname, dns.rdataset.from_text_list("IN", "TXT", 0, old))
+            update.present(self.marker_qname, dns.rdataset.from_text_list("IN", "TXT", 0, list(old)))
         else:
             update.absent(self.marker_qname, "TXT")
         v4, v6 = split_families(desired.addresses)
@@ -163,7 +164,7 @@ class Rfc2136Adapter(Adapter):
             for address in addresses:
                 update.add(self.qname, desired.ttl, rdtype, address)
         update.delete(self.marker_qname, "TXT")
-        update.add(self.marker_qname, desired.ttl, "TXT", _quote(marker_to_write(plan)))
+        update.add(self.marker_qname, desired.ttl, "TXT", quote_txt(marker_to_write(plan)))
         self._apply_message(update)
 
     def _apply_message(self, update: dns.update.UpdateMessage) -> None:
@@ -183,17 +184,6 @@ class Rfc2136Adapter(Adapter):
             )
         if rcode != dns.rcode.NOERROR:
             raise AdapterError(f"{self.name}: update answered {dns.rcode.to_text(rcode)}")
-
-    def verify(self, desired: Desired) -> None:
-        live = self.read()
-        marker = live.marker
-        problems = []
-        if live.addresses != desired.addresses:
-            problems.append(f"addresses {', '.join(live.addresses) or '(none)'}")
-        if marker is None or (marker.epoch, marker.primary) != (desired.epoch, desired.primary):
-            problems.append(f"marker {live.marker_text!r}")
-        if problems:
-            raise VerifyError(f"{self.name}: after the update the server serves {'; '.join(problems)}")
 
     def check_access(self) -> str:
         soa = self._query(self.zone, dns.rdatatype.SOA)

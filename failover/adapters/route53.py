@@ -26,9 +26,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Self
 
-from failover.adapters._aws import AwsError, call, make_client
+from failover.adapters._aws import call, make_client
+from failover.adapters._dns import marker_to_write
+from failover.adapters._poll import poll_until
 from failover.adapters._records import (
     MANAGED_TYPES,
     Alias,
@@ -36,9 +38,9 @@ from failover.adapters._records import (
     RecordSet,
     fqdn,
 )
-from failover.adapters.abc import Desired, Live, Plan, marker_name
-from failover.errors import AdapterError, LostRace, UsageError, VerifyError
-from failover.policy import AliasTarget, Route53Traffic
+from failover.adapters.abc import Desired, Live, Plan, block_of, marker_name
+from failover.errors import AdapterError, AwsError, LostRace, UsageError
+from failover.policy import AliasTarget, Policy, Route53Traffic, Traffic
 
 _OCTAL = re.compile(r"\\(\d{3})")
 # InvalidChangeBatch messages that mean "the zone is not what we read" (Route 53's wording)
@@ -53,6 +55,7 @@ def _decode_name(name: str) -> str:
 
 class Route53Adapter(RecordsAdapter):
     kind = "route53"
+    holder = "Route 53 holds"
 
     def __init__(
         self,
@@ -69,11 +72,10 @@ class Route53Adapter(RecordsAdapter):
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(domain)
+        super().__init__(domain, ttl)
         if alias and cname:
             raise UsageError("route53: use either alias or cname, not both")
         self.zone_id = hosted_zone_id.removeprefix("/hostedzone/")
-        self.ttl = ttl
         self.alias: Mapping[str, AliasTarget] = dict(alias or {})
         self.cname: Mapping[str, str] = dict(cname or {})
         self.wait = wait
@@ -85,9 +87,8 @@ class Route53Adapter(RecordsAdapter):
         )
 
     @classmethod
-    def from_policy(
-        cls, block: Route53Traffic, domain: str, policy_source: str | None = None
-    ) -> Route53Adapter:
+    def from_policy(cls, block: Traffic, domain: str, policy: Policy) -> Self:
+        block = block_of(block, Route53Traffic)
         return cls(
             domain, block.zone_id, block.ttl, alias=block.alias, cname=block.cname, wait=block.wait,
             timeout=block.timeout, retry_mode=block.retry_mode, max_attempts=block.max_attempts,
@@ -193,7 +194,7 @@ class Route53Adapter(RecordsAdapter):
         if plan.noop:
             return
         desired = plan.desired
-        written = self.marker_to_write(plan)
+        written = marker_to_write(plan)
         comment = f"failover {self.domain}: epoch {desired.epoch} primary {desired.primary} by {desired.by}"
         try:
             answer = self._call(
@@ -206,7 +207,7 @@ class Route53Adapter(RecordsAdapter):
                 raise
             if not any(word in str(exc).lower() for word in _RACE_WORDS):
                 raise  # a batch Route 53 refuses for another reason (e.g. a CNAME beside other records)
-            if self._landed(desired, written):
+            if self.landed(desired, written):
                 return  # a retried attempt: the first one went through
             raise LostRace(
                 f"{self.name}: the zone changed since we read it, Route 53 refused the batch whole "
@@ -215,32 +216,18 @@ class Route53Adapter(RecordsAdapter):
         info = answer["ChangeInfo"]
         self._wait_insync(info["Id"], info["Status"])
 
-    def _landed(self, desired: Desired, written: str) -> bool:
-        try:
-            live = self.read()
-        except AdapterError:
-            return False
-        return live.marker_text == written and not self.verify_records(live, desired)
-
     def _wait_insync(self, change_id: str, status: str) -> None:
-        deadline = time.monotonic() + self.wait
-        delay = 0.5
-        while status != "INSYNC":
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AdapterError(
-                    f"{self.name}: change {change_id} was accepted but is still {status} "
-                    f"after {self.wait:g}s; "
-                    "Route 53 will finish it and the next cycle verifies it"
-                )
-            self._sleep(min(delay, remaining))
-            delay = min(delay * 2, 5.0)
-            status = self._call("GetChange", Id=change_id)["ChangeInfo"]["Status"]
+        def still(status: str) -> AdapterError:
+            return AdapterError(
+                f"{self.name}: change {change_id} was accepted but is still {status} after {self.wait:g}s; "
+                "Route 53 will finish it and the next cycle verifies it"
+            )
 
-    def verify(self, desired: Desired) -> None:
-        problems = self.verify_records(self.read(), desired)
-        if problems:
-            raise VerifyError(f"{self.name}: after the change Route 53 holds {'; '.join(problems)}")
+        poll_until(
+            status, lambda: str(self._call("GetChange", Id=change_id)["ChangeInfo"]["Status"]),
+            lambda status: status == "INSYNC",
+            wait=self.wait, sleep=self._sleep, first_delay=0.5, max_delay=5.0, timed_out=still,
+        )
 
     def check_access(self) -> str:
         zone = self._call("GetHostedZone", Id=self.zone_id)["HostedZone"]

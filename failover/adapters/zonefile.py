@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 import dns.exception
 import dns.name
@@ -25,33 +26,21 @@ import dns.rdataset
 import dns.rdatatype
 import dns.zone
 
-from failover.adapters.abc import (
-    Adapter,
-    Desired,
-    Live,
-    Plan,
-    marker_name,
-    marker_to_write,
-    sort_addresses,
-    split_families,
-)
-from failover.errors import AdapterError, LostRace, UsageError, VerifyError
-from failover.policy import ZonefileTraffic, resolve_relative
+from failover.adapters._dns import DnsAdapter, marker_to_write, quote_txt, txt_strings
+from failover.adapters.abc import Live, Plan, block_of, marker_name, sort_addresses, split_families
+from failover.errors import AdapterError, LostRace, UsageError
+from failover.policy import Policy, Traffic, ZonefileTraffic, resolve_relative
 
 
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-class ZonefileAdapter(Adapter):
+class ZonefileAdapter(DnsAdapter):
     kind = "zonefile"
+    holder = "the file holds"
 
     def __init__(
         self, domain: str, path: str | Path, zone: str, ttl: int = 30, reload_command: list[str] | None = None
     ) -> None:
-        super().__init__(domain)
+        super().__init__(domain, ttl)
         self.path = Path(path)
-        self.ttl = ttl
         self.origin = dns.name.from_text(zone)
         self.reload_command = reload_command or []
         if not dns.name.from_text(domain).is_subdomain(self.origin):
@@ -60,8 +49,9 @@ class ZonefileAdapter(Adapter):
         self._marker = dns.name.from_text(marker_name(domain)).relativize(self.origin)
 
     @classmethod
-    def from_policy(cls, block: ZonefileTraffic, domain: str, policy_source: str | None = None) -> ZonefileAdapter:
-        return cls(domain, resolve_relative(policy_source, block.path), block.zone, block.ttl, block.reload_command)
+    def from_policy(cls, block: Traffic, domain: str, policy: Policy) -> Self:
+        block = block_of(block, ZonefileTraffic)
+        return cls(domain, resolve_relative(policy.source, block.path), block.zone, block.ttl, block.reload_command)
 
     @property
     def name(self) -> str:
@@ -77,19 +67,26 @@ class ZonefileAdapter(Adapter):
         except OSError as exc:
             raise AdapterError(f"{self.name}: cannot lock {self.path}: {exc.strerror}") from None
 
+    def _new_zone(self) -> dns.zone.Zone:
+        zone = dns.zone.Zone(self.origin)
+        soa = zone.find_rdataset("@", "SOA", create=True)
+        soa_text = f"ns.{self.origin} hostmaster.{self.origin} 1 3600 600 86400 30"
+        soa.add(dns.rdata.from_text("IN", "SOA", soa_text), 3600)
+        zone.find_rdataset("@", "NS", create=True).add(dns.rdata.from_text("IN", "NS", f"ns.{self.origin}"), 3600)
+        return zone
+
     def _load(self) -> dns.zone.Zone:
-        if not self.path.exists():
-            zone = dns.zone.Zone(self.origin)
-            soa = zone.find_rdataset("@", "SOA", create=True)
-            soa.add(
-                dns.rdata.from_text("IN", "SOA", f"ns.{self.origin} hostmaster.{self.origin} 1 3600 600 86400 30"), 3600
-            )
-            zone.find_rdataset("@", "NS", create=True).add(dns.rdata.from_text("IN", "NS", f"ns.{self.origin}"), 3600)
-            return zone
         try:
-            return dns.zone.from_file(str(self.path), origin=self.origin, relativize=True, check_origin=True)
-        except (OSError, dns.exception.DNSException) as exc:
-            raise AdapterError(f"{self.name}: cannot parse {self.path}: {exc}") from None
+            file = open(self.path, encoding="utf-8")  # noqa: SIM115 - closed below; a failed open and a failed parse differ
+        except FileNotFoundError:
+            return self._new_zone()  # not written yet: the first publish creates it
+        except OSError as exc:  # a directory, a path through a file, no permission: not "empty"
+            raise AdapterError(f"{self.name}: cannot read {self.path}: {exc.strerror}") from None
+        with file:
+            try:
+                return dns.zone.from_file(file, origin=self.origin, relativize=True, check_origin=True)
+            except (OSError, dns.exception.DNSException) as exc:
+                raise AdapterError(f"{self.name}: cannot parse {self.path}: {exc}") from None
 
     def _live(self, zone: dns.zone.Zone) -> Live:
         addresses: list[str] = []
@@ -102,7 +99,7 @@ class ZonefileAdapter(Adapter):
         txt = zone.get_rdataset(self._marker, dns.rdatatype.TXT)
         marker_text = None
         if txt:
-            marker_text = b"".join(next(iter(txt)).strings).decode(errors="replace")
+            marker_text = txt_strings(next(iter(txt)).strings)
         return Live(self.domain, sort_addresses(addresses), ttl, marker_text)
 
     def read(self) -> Live:
@@ -123,7 +120,7 @@ class ZonefileAdapter(Adapter):
                         rdataset.add(dns.rdata.from_text("IN", rdtype, value), desired.ttl)
             zone.delete_rdataset(self._marker, "TXT")
             zone.find_rdataset(self._marker, "TXT", create=True).add(
-                dns.rdata.from_text("IN", "TXT", _quote(marker_to_write(plan))), desired.ttl
+                dns.rdata.from_text("IN", "TXT", quote_txt(marker_to_write(plan))), desired.ttl
             )
             self._bump_serial(zone)
             self._write(zone)
@@ -158,18 +155,13 @@ class ZonefileAdapter(Adapter):
         if done.returncode != 0:
             raise AdapterError(f"{self.name}: reload command exited {done.returncode}: {done.stderr.strip()[:200]}")
 
-    def verify(self, desired: Desired) -> None:
-        live = self.read()
-        marker = live.marker
-        if live.addresses != desired.addresses or marker is None or marker.epoch != desired.epoch:
-            raise VerifyError(f"{self.name}: the file holds {live.addresses} / {live.marker_text!r} after the rewrite")
-
     def check_access(self) -> str:
+        self._load()  # readable and parses (or not there yet)
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent  # the first publish creates the missing directories
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise AdapterError(f"{self.name}: cannot write in {folder}, so cannot publish {self.path}")
         if self.path.exists():
-            self._load()
-            if not os.access(self.path.parent, os.W_OK):
-                raise AdapterError(f"{self.name}: directory {self.path.parent} is not writable")
-            return f"{self.name}: {self.path} parses and is writable"
-        if not os.access(self.path.parent if self.path.parent.exists() else Path("."), os.W_OK):
-            raise AdapterError(f"{self.name}: cannot create {self.path}")
-        return f"{self.name}: {self.path} will be created on first publish"
+            return f"{self.name}: {self.path} (zone {self.origin}) parses and is writable"
+        return f"{self.name}: {self.path} (zone {self.origin}) will be created on first publish"

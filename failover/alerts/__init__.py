@@ -12,11 +12,12 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from failover.alerts.abc import Event, Retryable, Sink
+from failover.alerts.abc import Event, Sink
 from failover.alerts.dispatch import Dispatcher, Redactor, Route
 from failover.alerts.events import Notifier
 from failover.alerts.slack import SlackSink
 from failover.alerts.webhook import WebhookSink
+from failover.errors import Retryable
 from failover.policy import Policy, SlackAlert, require_env
 
 if TYPE_CHECKING:

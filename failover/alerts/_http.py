@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from failover.alerts.abc import Retryable, Sink, parse_retry_after
-from failover.errors import AlertError
+from failover.alerts.abc import Sink, parse_retry_after
+from failover.errors import AlertError, Retryable
 
 
 class HttpSink(Sink):

@@ -19,7 +19,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from failover.errors import AlertError
 from failover.policy import AlertEvent
 
 Severity = Literal["info", "warning", "critical"]
@@ -94,13 +93,6 @@ class Event:
             "link": self.link(link),
         }
 
-
-class Retryable(AlertError):
-    """Delivery failed in a way that may pass if tried again."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class Sink(ABC):

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
 
-from failover.alerts.abc import Event, Retryable, Sink
-from failover.errors import AlertError
+from failover.alerts.abc import Event, Sink
+from failover.errors import AlertError, Retryable
 
 if TYPE_CHECKING:
     from failover.metrics import Metrics

@@ -1,16 +1,18 @@
-"""From what the coordinator records to what people are told.
+"""From what the coordinator publishes to what people are told.
 
-``Notifier`` turns three sources into ``Event`` s and hands them to ``publish``:
+``Notifier`` subscribes to the domain events (``failover.events``) and hands alert ``Event`` s
+to ``publish``. It matches on the event's class and reads its fields; it never parses a
+sentence (``reason`` and ``detail`` are passed through for people to read).
 
-* audit entries (a coordinator listener, any thread): decisions that moved the primary
-  (failover, failback, elected, override), override released or expired, drain, undrain,
-  adapter errors, lost races, certificate warnings;
+* single events (any thread): a primary moved (failover, failback, elected, override), an
+  override released or expired, a drain or undrain, an adapter error, a lost race, a region
+  down or up again, a certificate expiring;
 * operator operations (``with notifier.operation(...)``, around an ``operations.*`` call):
-  everything audited inside becomes ONE event — the override and the failover it caused,
-  what was applied and verified, what failed — instead of one message per audit entry;
-* the state after each daemon evaluation (``observe``): region down/up from the quorum
-  verdicts, and primary changes made by another process sharing the store (the CLI, another
-  coordinator), which this process did not audit itself.
+  everything published inside becomes ONE alert — the override and the failover it caused,
+  what was applied and verified, what failed — instead of one message per event;
+* the outcomes after each daemon evaluation (``observe``): primary changes made by another
+  process sharing the store (the CLI, another coordinator), which this process did not see
+  as events of its own.
 """
 
 from __future__ import annotations
@@ -20,24 +22,19 @@ import contextvars
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from failover import events as ev
 from failover.alerts.abc import Event, Severity
-from failover.engine import effective_override
-from failover.model import AuditEntry, Status
+from failover.model import DecisionKind, DomainOutcome, Snapshot, effective_override
 from failover.policy import AlertEvent, Policy
 
-if TYPE_CHECKING:
-    from failover.coordinator import DomainOutcome, Snapshot
-
-DECISIONS = ("elected", "failover", "failback", "override")
 OPERATION_EVENTS: dict[str, AlertEvent] = {
     "promote": "override_set",
     "release": "override_released",
     "drain": "drain",
     "undrain": "undrain",
 }
-INTENTS = ("override", "release", "drain", "undrain")
+INTENTS = (ev.OverrideSet, ev.OverrideReleased, ev.DrainSet, ev.DrainCleared)
 
 
 @dataclass
@@ -47,7 +44,7 @@ class _Operation:
     reason: str
     region: str | None
     domain: str | None
-    entries: list[AuditEntry] = field(default_factory=list)
+    events: list[ev.Event] = field(default_factory=list)
 
 
 _current: contextvars.ContextVar[_Operation | None] = contextvars.ContextVar("failover_operation", default=None)
@@ -60,129 +57,142 @@ class Notifier:
         self._lock = threading.Lock()
         self._epochs: dict[str, int] = {}  # domain -> newest epoch this process has told about
         self._primaries: dict[str, str | None] = {}
-        self._regions: dict[tuple[str, str], Status] = {}
 
     def _event(self, kind: AlertEvent, summary: str, at: float, **fields: object) -> Event:
         return Event(kind, summary, self.policy.service, self.policy.observer, at, **fields)  # type: ignore[arg-type]
 
-    # -- audit entries ------------------------------------------------------------------------
-    def on_audit(self, entry: AuditEntry) -> None:
-        """Coordinator listener. Inside an operation the entry is collected, not sent."""
-        self._track(entry)
+    # -- domain events --------------------------------------------------------------------------
+    def on_event(self, event: ev.Event) -> None:
+        """Event subscriber. Inside an operation the event is collected, not sent."""
+        self._track(event)
         operation = _current.get()
         if operation is not None:
-            operation.entries.append(entry)
+            operation.events.append(event)
             return
-        event = self.event_for(entry)
-        if event is not None:
-            self.publish(event)
+        alert = self.alert_for(event)
+        if alert is not None:
+            self.publish(alert)
 
-    def _track(self, entry: AuditEntry) -> None:
-        epoch = entry.data.get("epoch")
-        if entry.domain is None or not isinstance(epoch, int):
+    def _track(self, event: ev.Event) -> None:
+        if event.domain is None or not isinstance(event, ev.PrimaryChanged | ev.MarkerAdopted):
             return
-        if (entry.kind in DECISIONS and "previous" in entry.data) or entry.kind == "adopted":
-            with self._lock:
-                if epoch >= self._epochs.get(entry.domain, -1):
-                    self._epochs[entry.domain] = epoch
-                    primary = entry.data.get("primary")
-                    self._primaries[entry.domain] = primary if isinstance(primary, str) else None
+        with self._lock:
+            if event.epoch >= self._epochs.get(event.domain, -1):
+                self._epochs[event.domain] = event.epoch
+                self._primaries[event.domain] = event.primary
 
-    def event_for(self, entry: AuditEntry) -> Event | None:
-        data = entry.data
-        domain = entry.domain
+    def alert_for(self, event: ev.Event) -> Event | None:
+        domain = event.domain
         scope = domain or "*"
-        region = data.get("region") if isinstance(data.get("region"), str) else None
-        by = data.get("by") if isinstance(data.get("by"), str) else None
-        if entry.kind in DECISIONS and "previous" in data:
-            previous = data.get("previous") if isinstance(data.get("previous"), str) else None
-            primary = data.get("primary") if isinstance(data.get("primary"), str) else None
-            epoch = data.get("epoch")
-            moved = f"{previous} → {primary}" if previous else f"{primary}"
-            common = {
-                "domain": domain,
-                "from_region": previous,
-                "to_region": primary,
-                "reason": entry.detail,
-                "key": f"{entry.kind}:{scope}:{epoch}",
-            }
-            if entry.kind == "failover":
-                return self._event("failover", f"{domain} {moved}", entry.at, severity="critical", **common)
-            if entry.kind == "failback":
-                return self._event("failback", f"{domain} {moved}", entry.at, severity="warning", **common)
-            if entry.kind == "elected":
-                return self._event("elected", f"{primary} is primary for {domain}", entry.at, **common)
-            return self._event("override_set", f"{domain} {moved}", entry.at, severity="warning", **common)
-        if entry.kind == "override":
-            return self._event(
-                "override_set",
-                f"{region} pinned for {domain or 'all domains'}",
-                entry.at,
-                domain=domain,
-                region=region,
-                to_region=region,
-                by=by,
-                reason=entry.detail,
-                severity="warning",
-                key=f"override_set:{scope}:{region}:{entry.at}",
-            )
-        if entry.kind == "release":
-            expired = by is None
-            kind: AlertEvent = "override_expired" if expired else "override_released"
-            return self._event(
-                kind,
-                f"override to {region} for {domain or 'all domains'} {'expired' if expired else 'released'}",
-                entry.at,
-                domain=domain,
-                region=region,
-                by=by,
-                reason=entry.detail,
-                key=f"{kind}:{scope}:{region}:{entry.at}",
-            )
-        if entry.kind in ("drain", "undrain"):
-            drain_kind: AlertEvent = "drain" if entry.kind == "drain" else "undrain"
-            return self._event(
-                drain_kind,
-                f"{region} {'drained' if entry.kind == 'drain' else 'back in election'}",
-                entry.at,
-                region=region,
-                by=by,
-                reason=entry.detail,
-                severity="warning" if entry.kind == "drain" else "info",
-                key=f"{entry.kind}:{region}:{entry.at}",
-            )
-        if entry.kind in ("error", "lost_race") and "adapter" in data:
-            adapter = str(data["adapter"])
-            if entry.kind == "error":
+        match event:
+            case ev.PrimaryChanged():
+                moved = f"{event.previous} → {event.primary}" if event.previous else f"{event.primary}"
+                common = {
+                    "domain": domain,
+                    "from_region": event.previous,
+                    "to_region": event.primary,
+                    "reason": event.reason,
+                    "key": f"{event.kind}:{scope}:{event.epoch}",
+                }
+                if event.kind is DecisionKind.FAILOVER:
+                    return self._event("failover", f"{domain} {moved}", event.at, severity="critical", **common)
+                if event.kind is DecisionKind.FAILBACK:
+                    return self._event("failback", f"{domain} {moved}", event.at, severity="warning", **common)
+                if event.kind is DecisionKind.ELECTED:
+                    return self._event("elected", f"{event.primary} is primary for {domain}", event.at, **common)
+                return self._event("override_set", f"{domain} {moved}", event.at, severity="warning", **common)
+            case ev.OverrideSet():
+                return self._event(
+                    "override_set",
+                    f"{event.region} pinned for {domain or 'all domains'}",
+                    event.at,
+                    domain=domain,
+                    region=event.region,
+                    to_region=event.region,
+                    by=event.by,
+                    reason=event.reason,
+                    severity="warning",
+                    key=f"override_set:{scope}:{event.region}:{event.at}",
+                )
+            case ev.OverrideReleased() | ev.OverrideExpired():
+                expired = isinstance(event, ev.OverrideExpired)
+                kind: AlertEvent = "override_expired" if expired else "override_released"
+                return self._event(
+                    kind,
+                    f"override to {event.region} for {domain or 'all domains'} {'expired' if expired else 'released'}",
+                    event.at,
+                    domain=domain,
+                    region=event.region,
+                    by=None if isinstance(event, ev.OverrideExpired) else event.by,
+                    reason=ev.describe(event),
+                    key=f"{kind}:{scope}:{event.region}:{event.at}",
+                )
+            case ev.DrainSet() | ev.DrainCleared():
+                drained = isinstance(event, ev.DrainSet)
+                drain_kind: AlertEvent = "drain" if drained else "undrain"
+                return self._event(
+                    drain_kind,
+                    f"{event.region} {'drained' if drained else 'back in election'}",
+                    event.at,
+                    region=event.region,
+                    by=event.by,
+                    reason=ev.describe(event),
+                    severity="warning" if drained else "info",
+                    key=f"{drain_kind}:{event.region}:{event.at}",
+                )
+            case ev.AdapterFailed():
                 return self._event(
                     "adapter_error",
-                    f"{adapter} failed for {domain}",
-                    entry.at,
+                    f"{event.adapter} failed for {domain}",
+                    event.at,
                     domain=domain,
-                    reason=entry.detail,
+                    reason=event.error,
                     severity="critical",
-                    key=f"adapter_error:{scope}:{adapter}",
+                    key=f"adapter_error:{scope}:{event.adapter}",
                 )
-            return self._event(
-                "lost_race",
-                f"{adapter} for {domain}: another coordinator changed it first",
-                entry.at,
-                domain=domain,
-                reason=entry.detail,
-                severity="warning",
-                key=f"lost_race:{scope}:{adapter}",
-            )
-        if entry.kind == "warning" and "certificate" in entry.detail:
-            gateway = str(data.get("gateway", ""))
-            return self._event(
-                "certificate_expiring",
-                f"certificate of {domain} on {gateway} expires soon",
-                entry.at,
-                domain=domain,
-                reason=entry.detail,
-                severity="warning",
-                key=f"certificate_expiring:{scope}:{gateway}",
-            )
+            case ev.RaceLost():
+                return self._event(
+                    "lost_race",
+                    f"{event.adapter} for {domain}: another coordinator changed it first",
+                    event.at,
+                    domain=domain,
+                    reason=event.detail,
+                    severity="warning",
+                    key=f"lost_race:{scope}:{event.adapter}",
+                )
+            case ev.CertificateExpiring():
+                return self._event(
+                    "certificate_expiring",
+                    f"certificate of {domain} on {event.gateway} expires soon",
+                    event.at,
+                    domain=domain,
+                    reason=event.detail,
+                    severity="warning",
+                    key=f"certificate_expiring:{scope}:{event.gateway}",
+                )
+            case ev.RegionDown():
+                return self._event(
+                    "region_down",
+                    f"{event.region} is down for {domain}",
+                    event.at,
+                    domain=domain,
+                    region=event.region,
+                    reason=event.reason,
+                    severity="critical" if event.region == self._primaries.get(scope) else "warning",
+                    key=f"region_down:{domain}:{event.region}",
+                    resets=(f"region_up:{domain}:{event.region}",),
+                )
+            case ev.RegionUp():
+                return self._event(
+                    "region_up",
+                    f"{event.region} is up again for {domain}",
+                    event.at,
+                    domain=domain,
+                    region=event.region,
+                    reason=event.reason,
+                    key=f"region_up:{domain}:{event.region}",
+                    resets=(f"region_down:{domain}:{event.region}",),
+                )
         return None
 
     # -- operator operations -------------------------------------------------------------------
@@ -203,24 +213,19 @@ class Notifier:
                 self.publish(event)
 
     def operation_event(self, op: _Operation) -> Event | None:
-        intents = [e for e in op.entries if e.kind in INTENTS and "previous" not in e.data]
-        changes = [e for e in op.entries if e.kind in DECISIONS and "previous" in e.data]
+        intents = [e for e in op.events if isinstance(e, INTENTS)]
+        changes = [e for e in op.events if isinstance(e, ev.PrimaryChanged)]
         if not intents and not changes:
             return None  # nothing was recorded (refused, or nothing to release)
-        applied = [e for e in op.entries if e.kind == "applied"]
-        failed = [e for e in op.entries if e.kind in ("error", "lost_race")]
-        moves = {(e.data.get("previous"), e.data.get("primary")) for e in changes}
-        details = [
-            f"{e.domain}: {e.data.get('previous') or '-'} → {e.data.get('primary')} (epoch {e.data.get('epoch')})"
-            for e in changes
-        ]
-        details += [f"{e.domain}: {e.data.get('adapter')} applied and verified" for e in applied]
-        details += [f"{e.domain}: {e.data.get('adapter')} FAILED: {e.detail}" for e in failed]
+        applied = [e for e in op.events if isinstance(e, ev.AdapterApplied)]
+        failed = [e for e in op.events if isinstance(e, ev.AdapterFailed | ev.RaceLost)]
+        moves = {(e.previous, e.primary) for e in changes}
+        details = [f"{e.domain}: {e.previous or '-'} → {e.primary} (epoch {e.epoch})" for e in changes]
+        details += [f"{e.domain}: {e.adapter} applied and verified" for e in applied]
+        details += [f"{e.domain}: {e.adapter} FAILED: {ev.describe(e)}" for e in failed]
         from_region = to_region = None
         if len(moves) == 1:
-            previous, primary = next(iter(moves))
-            from_region = previous if isinstance(previous, str) else None
-            to_region = primary if isinstance(primary, str) else None
+            from_region, to_region = next(iter(moves))
         where = op.domain or "all domains"
         kind = OPERATION_EVENTS.get(op.action, "override_set")
         if op.action == "promote":
@@ -238,7 +243,7 @@ class Notifier:
         else:
             summary += ": primary unchanged"
         severity: Severity = "critical" if failed else ("warning" if op.action in ("promote", "drain") else "info")
-        at = op.entries[0].at if op.entries else 0.0
+        at = op.events[0].at if op.events else 0.0
         return self._event(
             kind,
             summary,
@@ -256,39 +261,8 @@ class Notifier:
 
     # -- after each evaluation --------------------------------------------------------------------
     def observe(self, outcomes: Sequence[DomainOutcome], snap: Snapshot) -> None:
-        for domain, regions in snap.health.items():
-            primary = self._primaries.get(domain)
-            for region, verdict in regions.items():
-                before = self._regions.get((domain, region))
-                now = verdict.status
-                self._regions[(domain, region)] = now
-                if now is Status.DOWN and before is not Status.DOWN:
-                    self.publish(
-                        self._event(
-                            "region_down",
-                            f"{region} is down for {domain}",
-                            snap.now,
-                            domain=domain,
-                            region=region,
-                            reason=verdict.reason,
-                            severity="critical" if region == primary else "warning",
-                            key=f"region_down:{domain}:{region}",
-                            resets=(f"region_up:{domain}:{region}",),
-                        )
-                    )
-                elif now is Status.UP and before is Status.DOWN:
-                    self.publish(
-                        self._event(
-                            "region_up",
-                            f"{region} is up again for {domain}",
-                            snap.now,
-                            domain=domain,
-                            region=region,
-                            reason=verdict.reason,
-                            key=f"region_up:{domain}:{region}",
-                            resets=(f"region_down:{domain}:{region}",),
-                        )
-                    )
+        """Primary changes recorded by another process sharing the store: this process sees
+        them only as a newer epoch in its own evaluation's outcome."""
         for outcome in outcomes:
             state = outcome.decision.state
             with self._lock:

@@ -26,17 +26,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 from pydantic import ValidationError
 
+from failover import events as ev
 from failover import operations
 from failover.api._models import Body, DrainBody, PromoteBody, ReleaseBody, UndrainBody, problems_of
 from failover.api._openapi import openapi_json
-from failover.errors import FailoverError, StoreError, UsageError
+from failover.errors import ApiError, AuthError, FailoverError, StoreError, UsageError
 from failover.metrics import CONTENT_TYPE, Metrics
 from failover.policy import Api, parse_duration
 
 if TYPE_CHECKING:
     from failover.alerts.events import Notifier
-    from failover.coordinator import DomainOutcome
     from failover.daemon import Daemon
+    from failover.model import DomainOutcome
 
 log = logging.getLogger("failover.api")
 
@@ -65,13 +66,6 @@ def api_token(config: Api) -> str | None:
         )
     return token
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, problems: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.problems = problems or []
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -168,7 +162,7 @@ class ApiServer:
             log.warning(
                 "refused %s %s from %s: no API token is configured", request.method, request.path, request.remote
             )
-            raise ApiError(401, f"the daemon has no API token: set {self.config.token_env} in its environment")
+            raise AuthError(f"the daemon has no API token: set {self.config.token_env} in its environment")
         ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
         if not ok:
             log.warning(
@@ -178,7 +172,7 @@ class ApiServer:
                 request.remote,
                 extra={"peer": request.remote, "path": request.path},
             )
-            raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+            raise AuthError("missing or wrong bearer token (Authorization: Bearer <token>)")
         return self.config.token_name
 
     async def _body(self, request: web.Request, model: type[B]) -> B:
@@ -239,15 +233,8 @@ class ApiServer:
 
         def work() -> Any:
             with self._operation(action, by, reason, region, domain):
-                self.coordinator.audit(
-                    "api",
-                    domain,
-                    f"{by} called POST /v1/{action}: {reason}",
-                    by=by,
-                    peer=peer,
-                    token=token_name,
-                    action=action,
-                    reason=reason,
+                self.coordinator.emit(
+                    ev.ApiCalled, domain=domain, action=action, by=by, peer=peer, token=token_name, reason=reason
                 )
                 return run(by)
 

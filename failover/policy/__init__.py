@@ -4,12 +4,13 @@ One service per file. Durations are strings (``500ms``, ``2s``, ``5m``, ``1h``, 
 are held as float seconds. Secrets are never in the file: blocks name environment variables
 (``secret_env``, ``token_env``, ``webhook_env``), resolved only when used.
 
-    _types.py    durations, names, addresses, the Strict base (unknown keys refused)
-    _checks.py   http / tcp / tls / dns checks
-    _traffic.py  rfc2136 / zonefile / route53 / clouddns / eip blocks and their cross-checks
-    _blocks.py   health, election, state, alerts, proxy, api
-    _model.py    Gateway, Region, Domain, Policy
-    _load.py     YAML loading, field-path errors, reference checks, JSON Schema
+    _types.py       durations, names, addresses, the Strict base (unknown keys refused)
+    _checks.py      http / tcp / tls / dns checks
+    _traffic.py     rfc2136 / zonefile / route53 / clouddns / eip blocks
+    _blocks.py      health, election, state, alerts, proxy, api
+    _model.py       Gateway, Region, Domain, Policy
+    _crosscheck.py  checks across blocks: uniqueness, references, traffic blocks vs regions
+    _load.py        YAML loading, field-path errors, JSON Schema
 """
 
 from failover.policy._blocks import Alert, AlertEvent, Api, Election, Health, Proxy, SlackAlert, State, WebhookAlert

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -17,8 +16,8 @@ from pydantic import (
 
 from failover.errors import PolicyError, UsageError
 from failover.policy._blocks import State
+from failover.policy._crosscheck import policy_problems
 from failover.policy._model import Policy
-from failover.policy._traffic import _traffic_problems
 from failover.policy._types import DURATION_PATTERN, format_duration
 
 _TAGS = {"http", "tcp", "tls", "dns", "rfc2136", "zonefile", "route53", "clouddns", "eip", "slack", "webhook"}
@@ -35,57 +34,6 @@ def _path(loc: Iterable[int | str]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
-
-
-def _reference_problems(policy: Policy) -> list[tuple[str, str]]:
-    """Checks that span fields: uniqueness and references."""
-    problems: list[tuple[str, str]] = []
-
-    def dupes(names: list[str], path: str, what: str) -> None:
-        seen: set[str] = set()
-        for i, name in enumerate(names):
-            if name in seen:
-                problems.append((path.format(i=i), f"duplicate {what} '{name}'"))
-            seen.add(name)
-
-    dupes([r.name for r in policy.regions], "regions[{i}].name", "region name")
-    dupes([d.name for d in policy.domains], "domains[{i}].name", "domain name")
-    seen_gw: set[str] = set()
-    seen_addr: set[str] = set()
-    for ri, region in enumerate(policy.regions):
-        for gi, gw in enumerate(region.gateways):
-            if gw.name in seen_gw:
-                problems.append((f"regions[{ri}].gateways[{gi}].name", f"duplicate gateway name '{gw.name}'"))
-            if gw.address in seen_addr:
-                problems.append((f"regions[{ri}].gateways[{gi}].address", f"duplicate gateway address '{gw.address}'"))
-            seen_gw.add(gw.name)
-            seen_addr.add(gw.address)
-        if policy.health.min_healthy_gateways > len(region.gateways):
-            problems.append(
-                (
-                    "health.min_healthy_gateways",
-                    f"{policy.health.min_healthy_gateways} is more than region '{region.name}' has "
-                    f"({len(region.gateways)}): it could never be healthy",
-                )
-            )
-    names = [r.name for r in policy.regions]
-    if policy.observer not in names:
-        close = difflib.get_close_matches(policy.observer, names, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        problems.append(("observer", f"unknown region '{policy.observer}'{hint}; regions: {', '.join(names)}"))
-    if policy.proxy and policy.proxy.domain and policy.proxy.domain not in [d.name for d in policy.domains]:
-        problems.append(("proxy.domain", f"unknown domain '{policy.proxy.domain}'"))
-    for di, domain in enumerate(policy.domains):
-        for ci, check in enumerate(domain.checks):
-            if check.timeout > check.interval:
-                problems.append(
-                    (
-                        f"domains[{di}].checks[{ci}].timeout",
-                        "is longer than the interval: probes of one target would pile up",
-                    )
-                )
-    problems.extend(_traffic_problems(policy))
-    return problems
 
 
 def parse_policy(data: Any, source: str = "<policy>", observer: str | None = None) -> Policy:
@@ -105,7 +53,7 @@ def parse_policy(data: Any, source: str = "<policy>", observer: str | None = Non
                 path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
             problems.append((path, msg))
         raise PolicyError(source, problems) from None
-    problems = _reference_problems(policy)
+    problems = policy_problems(policy)
     if problems:
         raise PolicyError(source, problems)
     return policy

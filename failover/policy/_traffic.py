@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BeforeValidator,
@@ -14,9 +13,6 @@ from pydantic import (
 )
 
 from failover.policy._types import EnvName, Name, PositiveDuration, Strict, host_port, ip_port
-
-if TYPE_CHECKING:
-    from failover.policy._model import Policy
 
 
 class Tsig(Strict):
@@ -163,67 +159,3 @@ Traffic = Annotated[
     Rfc2136Traffic | ZonefileTraffic | Route53Traffic | CloudDnsTraffic | EipTraffic,
     Field(discriminator="kind"),
 ]
-
-
-def _traffic_problems(policy: Policy) -> list[tuple[str, str]]:
-    """Cross-field checks of the cloud traffic blocks (route53, clouddns, eip)."""
-    problems: list[tuple[str, str]] = []
-    regions = [r.name for r in policy.regions]
-    region_of = {gw.name: r.name for r in policy.regions for gw in r.gateways}
-
-    def unknown(name: str, known: list[str], what: str) -> str:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"unknown {what} '{name}'{hint}; {what}s: {', '.join(known)}"
-
-    for di, domain in enumerate(policy.domains):
-        for ti, block in enumerate(domain.traffic):
-            at = f"domains[{di}].traffic[{ti}]"
-            if isinstance(block, Route53Traffic | CloudDnsTraffic):
-                targets: dict[str, object] = dict(block.cname)
-                field_name = "cname"
-                if isinstance(block, Route53Traffic) and block.alias:
-                    targets, field_name = dict(block.alias), "alias"
-                if targets:
-                    for name in targets:
-                        if name not in regions:
-                            problems.append((f"{at}.{field_name}.{name}", unknown(name, regions, "region")))
-                    missing = [r for r in regions if r not in targets]
-                    if missing:
-                        problems.append(
-                            (
-                                f"{at}.{field_name}",
-                                f"no target for region(s) {', '.join(missing)}: every region can be elected primary",
-                            )
-                        )
-            if isinstance(block, EipTraffic):
-                homes: dict[str, list[str]] = {}
-                for gw in block.gateways:
-                    if gw not in region_of:
-                        problems.append((f"{at}.gateways.{gw}", unknown(gw, sorted(region_of), "gateway")))
-                    else:
-                        homes.setdefault(region_of[gw], []).append(gw)
-                if len(homes) > 1:
-                    spread = "; ".join(f"{r}: {', '.join(gws)}" for r, gws in homes.items())
-                    problems.append(
-                        (
-                            f"{at}.gateways",
-                            f"maps gateways of more than one region ({spread}). An Elastic IP is regional and "
-                            "cannot move between regions: use one eip block per region and let a DNS adapter "
-                            "(route53, clouddns, rfc2136) move traffic across regions",
-                        )
-                    )
-                elif len(homes) == 1 and block.aws_region is None:
-                    home = next(iter(homes))
-                    if not re.match(AWS_REGION_PATTERN, home):
-                        problems.append(
-                            (
-                                f"{at}.aws_region",
-                                f"required: region '{home}' is not an AWS region name, so set the AWS region "
-                                "where the Elastic IP lives (e.g. us-east-1)",
-                            )
-                        )
-            ids = list(block.gateways.values()) if isinstance(block, EipTraffic) else []
-            for dup in sorted({i for i in ids if ids.count(i) > 1}):
-                problems.append((f"{at}.gateways", f"'{dup}' is mapped to more than one gateway"))
-    return problems

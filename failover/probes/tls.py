@@ -56,4 +56,6 @@ class TlsProbe(Probe):
         warning = None
         if left < self.warn_before:
             warning = f"certificate for {self.target.domain} on {self.target.gateway} expires in {days:.1f}d"
-        return ProbeResult(True, watch.elapsed, f"{self.label}: certificate valid {days:.0f}d", warning)
+        return ProbeResult(
+            True, watch.elapsed, f"{self.label}: certificate valid {days:.0f}d", warning, cert_days_left=days
+        )

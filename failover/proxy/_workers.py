@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from failover.errors import ProxyError
 from failover.proxy._route import Route
 from failover.proxy._settings import Settings
 from failover.proxy._stats import ProxyStats
@@ -32,10 +33,6 @@ log = logging.getLogger("failover.proxy")
 
 START_TIMEOUT = 15.0
 RESTART_DELAY = 1.0
-
-
-class WorkerError(RuntimeError):
-    pass
 
 
 class _Worker:
@@ -123,14 +120,14 @@ class WorkerPool:
             line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
             message = json.loads(line) if line.strip() else {"error": "exited at start (see its stderr)"}
             if "ready" not in message:
-                raise WorkerError(f"proxy worker: {message.get('error', message)}")
+                raise ProxyError(f"proxy worker: {message.get('error', message)}")
         except BaseException as exc:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
             await asyncio.wait_for(proc.wait(), 5.0)
             if isinstance(exc, TimeoutError):
-                raise WorkerError(f"proxy worker {proc.pid} did not start in {START_TIMEOUT:g}s") from None
+                raise ProxyError(f"proxy worker {proc.pid} did not start in {START_TIMEOUT:g}s") from None
             raise
 
     async def _supervise(self, w: _Worker) -> None:
@@ -167,7 +164,7 @@ class WorkerPool:
             try:
                 await self._spawn(w)
                 return True
-            except (OSError, WorkerError, ValueError) as exc:
+            except (OSError, ProxyError, ValueError) as exc:
                 log.error("proxy worker %d: %s", w.index, exc)
         log.error("proxy worker %d: giving up after an hour of failed starts", w.index)
         w.proc = None

@@ -172,6 +172,14 @@ class SqliteStore(Store):
         rows = self._read(sql, args)
         return [codec.audit(data) for (data,) in reversed(rows)]
 
+    # -- leadership --------------------------------------------------------------------------
+    def is_leader(self, observer: str, ttl: float) -> bool:
+        # No leases on one machine (see Store), but a closed store must not answer "act now".
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"state store {self.path} is closed")
+        return True
+
     def close(self) -> None:
         # Under the lock: a worker thread may still be inside a statement (a cancelled task's
         # to_thread call runs on), and closing under it crashes sqlite, not just Python.

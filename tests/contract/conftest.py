@@ -3,7 +3,9 @@
 * rfc2136: a real BIND 9 (``named``) with a TSIG key, behind a counting TCP relay;
 * route53: moto's server on loopback (Route 53's change-batch rules enforced, see
   tests/support/moto.py), reached through ``AWS_ENDPOINT_URL``;
-* clouddns: the local Cloud DNS v1 stand-in (tests/support/clouddns_server.py).
+* clouddns: the local Cloud DNS v1 stand-in (tests/support/clouddns_server.py);
+* zonefile: a zone file in a fresh directory, read and hand-edited with dnspython; each
+  rewrite bumps the SOA serial, which is how its change requests are counted.
 
 A ``Stand`` builds adapters for a fresh name per test, and reaches the provider *around* the
 adapter: what is published (read independently), hand edits (an operator in the console,
@@ -18,14 +20,18 @@ import itertools
 import os
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 import dns.message
+import dns.name
 import dns.query
+import dns.rdata
 import dns.rdatatype
+import dns.zone
 import pytest
 from botocore.config import Config
 
@@ -43,8 +49,8 @@ _names = itertools.count(1)
 
 
 def desired(domain: str, primary: str = EAST, epoch: int = 1, addresses: tuple[str, ...] = EAST_ADDRS,
-            ttl: int = 30, by: str = EAST, at: int = 1_700_000_000) -> Desired:
-    return Desired(domain, primary, epoch, addresses, ttl, by, at)
+            ttl: int = 30, by: str = EAST, at: int = 1_700_000_000, token: int = 0) -> Desired:
+    return Desired(domain, primary, epoch, addresses, ttl, by, at, token=token)
 
 
 def reconcile(adapter: Adapter, want: Desired) -> tuple[str, ...]:
@@ -294,6 +300,92 @@ class CloudDnsStand(Stand):
         return adapter
 
 
+# -- zonefile in a directory ------------------------------------------------------------------------
+
+
+class ZonefileStand(Stand):
+    kind = "zonefile"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+        self.path = folder / f"{ZONE}.zone"
+        self.origin = dns.name.from_text(ZONE)
+
+    def adapter(self) -> Adapter:
+        from failover.adapters.zonefile import ZonefileAdapter
+
+        return ZonefileAdapter(self.domain, self.path, ZONE + ".", 30)
+
+    def _zone(self) -> dns.zone.Zone:
+        if self.path.exists():
+            return dns.zone.from_file(str(self.path), origin=self.origin, relativize=True)
+        zone = dns.zone.Zone(self.origin)  # what an operator starts a zone with
+        soa = f"ns.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 30"
+        zone.find_rdataset("@", "SOA", create=True).add(dns.rdata.from_text("IN", "SOA", soa), 3600)
+        zone.find_rdataset("@", "NS", create=True).add(dns.rdata.from_text("IN", "NS", f"ns.{ZONE}."), 3600)
+        return zone
+
+    def _name(self, name: str) -> dns.name.Name:
+        return dns.name.from_text(name).relativize(self.origin)
+
+    def published(self) -> Published:
+        zone = self._zone()
+        found: dict[str, tuple[list[str], int | None]] = {}
+        for rdtype in ("A", "AAAA", "TXT"):
+            name = self._name(marker_name(self.domain) if rdtype == "TXT" else self.domain)
+            rdataset = zone.get_rdataset(name, rdtype)
+            if rdataset is not None:
+                found[rdtype] = ([r.to_text() for r in rdataset], int(rdataset.ttl))
+        a, aaaa = found.get("A", ([], None)), found.get("AAAA", ([], None))
+        addresses = tuple(sorted(a[0])) + tuple(sorted(aaaa[0]))
+        marker = unquote(found["TXT"][0][0]) if "TXT" in found else None
+        return Published(addresses, a[1] or aaaa[1], marker)
+
+    def _edit(self, change: Callable[[dns.zone.Zone], None]) -> None:
+        """Rewrite the file by hand (atomically, the serial left alone: not a counted change)."""
+        zone = self._zone()
+        change(zone)
+        temporary = self.folder / ".hand-edit"
+        zone.to_file(str(temporary), relativize=True, want_origin=True)
+        temporary.replace(self.path)
+
+    def hand_edit(self, addresses: tuple[str, ...], ttl: int = 30) -> None:
+        def edit(zone: dns.zone.Zone) -> None:
+            for rdtype, values in zip(("A", "AAAA"), split_families(addresses), strict=True):
+                zone.delete_rdataset(self._name(self.domain), rdtype)
+                if values:
+                    rdataset = zone.find_rdataset(self._name(self.domain), rdtype, create=True)
+                    for value in values:
+                        rdataset.add(dns.rdata.from_text("IN", rdtype, value), ttl)
+
+        self._edit(edit)
+
+    def hand_marker(self, text: str, ttl: int = 30) -> None:
+        def edit(zone: dns.zone.Zone) -> None:
+            name = self._name(marker_name(self.domain))
+            zone.delete_rdataset(name, "TXT")
+            zone.find_rdataset(name, "TXT", create=True).add(dns.rdata.from_text("IN", "TXT", f'"{text}"'), ttl)
+
+        self._edit(edit)
+
+    def change_requests(self) -> int:
+        if not self.path.exists():
+            return 0
+        return int(next(iter(self._zone().find_rdataset("@", "SOA"))).serial) - 1  # each rewrite adds one
+
+    def bad_credentials(self) -> contextlib.AbstractContextManager[Adapter]:
+        raise NotImplementedError("a zone file has no credentials")
+
+    def unreachable(self) -> Adapter:
+        """A path that cannot be read or written: its directory is a regular file."""
+        from failover.adapters.zonefile import ZonefileAdapter
+
+        blocked = self.folder / "not-a-directory"
+        blocked.write_text("")
+        return ZonefileAdapter(self.domain, blocked / f"{ZONE}.zone", ZONE + ".", 30)
+
+
 # -- servers and the parametrized stand -------------------------------------------------------------
 
 
@@ -337,12 +429,25 @@ def route53_zone(aws_env: Moto) -> str:  # noqa: F811
     return zone.split("/")[-1]
 
 
-@pytest.fixture(params=["rfc2136", "route53", "clouddns"])
-def stand(request: pytest.FixtureRequest) -> Stand:
-    if request.param == "rfc2136":
+def _stand(request: pytest.FixtureRequest, kind: str) -> Stand:
+    if kind == "rfc2136":
         bind, relay = request.getfixturevalue("contract_bind")
         return Rfc2136Stand(bind, relay)
-    if request.param == "route53":
+    if kind == "route53":
         moto = request.getfixturevalue("aws_env")
         return Route53Stand(moto, request.getfixturevalue("route53_zone"))
+    if kind == "zonefile":
+        return ZonefileStand(request.getfixturevalue("tmp_path"))
     return CloudDnsStand(request.getfixturevalue("clouddns"))
+
+
+@pytest.fixture(params=["rfc2136", "route53", "clouddns", "zonefile"])
+def stand(request: pytest.FixtureRequest) -> Stand:
+    return _stand(request, request.param)
+
+
+@pytest.fixture(params=["rfc2136", "route53", "clouddns"])
+def credentialed_stand(request: pytest.FixtureRequest) -> Stand:
+    """The providers that authenticate their callers (a zone file has only file permissions,
+    covered by the unreachable-path case)."""
+    return _stand(request, request.param)

@@ -1,9 +1,13 @@
-"""One contract, every DNS adapter (rfc2136 on BIND, route53 on moto, clouddns on the stand-in).
+"""One contract, every DNS adapter (rfc2136 on BIND, route53 on moto, clouddns on the stand-in,
+zonefile on a file).
 
 What failover relies on, whatever the provider: the first publish writes the records and the
 marker; the same decision again sends nothing; a new decision moves the records; a hand edit
-is repaired; a writer who loses a race overwrites nothing; bad credentials and an unreachable
-provider give a clear AdapterError and change nothing.
+is repaired and keeps the marker; a writer who loses a race overwrites nothing; a marker
+written under a higher fencing token (a newer leader) is never overwritten, and a new
+leader's token is written into the marker; verify checks the records and the marker's
+epoch, primary and token; bad credentials and an unreachable provider give a clear
+AdapterError and change nothing.
 """
 
 from __future__ import annotations
@@ -12,14 +16,8 @@ import time
 
 import pytest
 
-from failover.adapters.abc import Marker
-from failover.errors import AdapterError, LostRace
-from tests.contract.conftest import EAST, EAST_ADDRS, WEST, WEST_ADDRS, Published, Stand, desired, reconcile
-
-
-def marker_of(published: Published) -> tuple[int, str] | None:
-    marker = Marker.parse(published.marker)
-    return (marker.epoch, marker.primary) if marker else None
+from failover.errors import AdapterError, LostRace, VerifyError
+from tests.contract.conftest import EAST, EAST_ADDRS, WEST, WEST_ADDRS, Stand, desired, reconcile
 
 
 def test_first_publish_writes_records_and_marker(stand: Stand) -> None:
@@ -66,17 +64,18 @@ def test_failover_moves_records_and_marker(stand: Stand) -> None:
 
 def test_hand_edited_record_is_repaired(stand: Stand) -> None:
     adapter = stand.adapter()
-    want = desired(stand.domain)
-    reconcile(adapter, want)
+    reconcile(adapter, desired(stand.domain))
+    first = stand.published().marker
     stand.hand_edit(("203.0.113.99",), ttl=300)
 
+    want = desired(stand.domain, at=1_700_000_500)  # a later cycle of the same decision
     plan = adapter.plan(adapter.read(), want)
     assert len(plan.changes) == 1 and "203.0.113.99" in plan.changes[0]  # records only; the marker is current
     adapter.apply(plan)
     adapter.verify(want)
     now = stand.published()
     assert now.addresses == EAST_ADDRS and now.ttl == 30
-    assert marker_of(now) == (1, EAST)
+    assert now.marker == first  # kept as written: its `at` says when this primary was first published
 
 
 def test_lost_race_overwrites_nothing(stand: Stand) -> None:
@@ -116,7 +115,77 @@ def test_first_publish_loses_to_a_marker_that_appeared_meanwhile(stand: Stand) -
     assert now.marker == theirs_text and now.addresses == ()
 
 
-def test_wrong_credentials_give_a_clear_error_and_change_nothing(stand: Stand) -> None:
+def test_a_newer_leaders_token_is_never_overwritten(stand: Stand) -> None:
+    ours = stand.adapter()
+    reconcile(ours, desired(stand.domain, token=3))
+    stale = ours.read()
+
+    # a newer leader (token 7) publishes between our read and our apply, at an older epoch
+    # than ours: the token, not the epoch, is what fences us out
+    theirs_text = f"epoch=2 primary={WEST} by={WEST} at=1700000200 token=7"
+    stand.hand_edit(WEST_ADDRS)
+    stand.hand_marker(theirs_text)
+    before = stand.published()
+    ours_later = desired(stand.domain, EAST, 3, ("192.0.2.77",), at=1_700_000_300, token=3)
+
+    with pytest.raises(LostRace):  # the change conditional on the marker we read is refused whole
+        ours.apply(ours.plan(stale, ours_later))
+    assert stand.published() == before and before.marker == theirs_text
+    sent = stand.change_requests()
+
+    # re-read: the plan refuses to act under our older token, even for the decision they published
+    with pytest.raises(LostRace, match="holds fencing token 7.*newer than our token 3"):
+        ours.plan(ours.read(), ours_later)
+    with pytest.raises(LostRace, match="fencing token 7"):
+        ours.plan(ours.read(), desired(stand.domain, WEST, 2, WEST_ADDRS, by=WEST, at=1_700_000_200, token=3))
+    assert stand.published() == before and stand.change_requests() == sent
+
+
+def test_a_new_leaders_token_is_written_into_the_marker(stand: Stand) -> None:
+    adapter = stand.adapter()
+    reconcile(adapter, desired(stand.domain))
+    assert stand.published().marker == f"epoch=1 primary={EAST} by={EAST} at=1700000000"  # no token: as before
+    before = stand.change_requests()
+
+    # the same decision, applied by a leader holding token 4: only the marker changes
+    under_token = desired(stand.domain, by=WEST, at=1_700_000_400, token=4)
+    plan = adapter.plan(adapter.read(), under_token)
+    assert len(plan.changes) == 1 and "token=4" in plan.changes[0]
+    adapter.apply(plan)
+    adapter.verify(under_token)
+    now = stand.published()
+    assert now.addresses == EAST_ADDRS
+    assert now.marker == f"epoch=1 primary={EAST} by={WEST} at=1700000400 token=4"
+    assert stand.change_requests() == before + 1
+    assert reconcile(adapter, desired(stand.domain, at=1_700_000_999, token=4)) == ()  # in sync under token 4
+
+
+def test_verify_checks_records_epoch_primary_and_token(stand: Stand) -> None:
+    adapter = stand.adapter()
+    want = desired(stand.domain, token=2)
+    reconcile(adapter, want)
+    adapter.verify(want)
+    good = stand.published().marker
+    assert good is not None
+
+    for wrong in (
+        f"epoch=1 primary={WEST} by={EAST} at=1700000000 token=2",  # another primary, same epoch
+        f"epoch=2 primary={EAST} by={EAST} at=1700000000 token=2",  # another epoch
+        f"epoch=1 primary={EAST} by={EAST} at=1700000000 token=5",  # another leader's token
+        f"epoch=1 primary={EAST} by={EAST} at=1700000000",  # no token
+    ):
+        stand.hand_marker(wrong)
+        with pytest.raises(VerifyError, match="marker"):
+            adapter.verify(want)
+    stand.hand_marker(good)
+    adapter.verify(want)
+    stand.hand_edit(WEST_ADDRS)
+    with pytest.raises(VerifyError):
+        adapter.verify(want)
+
+
+def test_wrong_credentials_give_a_clear_error_and_change_nothing(credentialed_stand: Stand) -> None:
+    stand = credentialed_stand
     good = stand.adapter()
     reconcile(good, desired(stand.domain))
     live = good.read()
@@ -141,7 +210,8 @@ def test_unreachable_provider_fails_fast_and_clearly(stand: Stand) -> None:
     with pytest.raises(AdapterError) as error:
         adapter.read()
     assert time.monotonic() - started < 10
-    assert any(w in str(error.value).lower() for w in ("unreachable", "cannot reach", "connect", "refused"))
+    words = ("unreachable", "cannot reach", "connect", "refused", "cannot read")  # the last: a file's path
+    assert any(w in str(error.value).lower() for w in words), error.value
     with pytest.raises(AdapterError):
         adapter.check_access()
 

@@ -1,4 +1,4 @@
-"""Which events people hear about: from audit entries, from operator operations (one message per
+"""Which events people hear about: from domain events, from operator operations (one message per
 operation), from evaluations (region down/up, changes made by another process) — first on the
 Notifier alone, then with a running daemon, real gateways and a real Slack receiver."""
 
@@ -14,10 +14,10 @@ import httpx
 import pytest
 import yaml
 
+from failover import events as ev
 from failover.alerts import Event, Notifier
-from failover.coordinator import DomainOutcome, Snapshot
 from failover.localgw import ThreadedGateways
-from failover.model import AuditEntry, Decision, DomainState, Override, RegionHealth, Status
+from failover.model import Decision, DecisionKind, DomainOutcome, DomainState, Override, RegionHealth, Snapshot, Status
 from failover.policy import parse_policy
 from tests.conftest import EAST, failover_cmd, wait_for
 from tests.integration.test_alerts import small_policy
@@ -32,35 +32,42 @@ def told() -> tuple[Notifier, list[Event]]:
     return Notifier(small_policy(), events.append), events
 
 
-def decision_entry(kind: str, previous: str | None, primary: str, epoch: int, at: float = 100.0) -> AuditEntry:
-    data = {"primary": primary, "secondary": None, "epoch": epoch, "previous": previous}
-    return AuditEntry(at, kind, DOMAIN, f"{primary} because", "east", data)
+def changed(kind: DecisionKind, previous: str | None, primary: str, epoch: int, at: float = 100.0) -> ev.Event:
+    return ev.PrimaryChanged(
+        at=at,
+        observer="east",
+        domain=DOMAIN,
+        kind=kind,
+        previous=previous,
+        primary=primary,
+        secondary=None,
+        epoch=epoch,
+        reason=f"{primary} because",
+    )
 
 
-def test_audit_entries_become_events(told: tuple[Notifier, list[Event]]) -> None:
+def test_domain_events_become_alerts(told: tuple[Notifier, list[Event]]) -> None:
     notifier, events = told
-    entries = [
-        decision_entry("elected", None, "east", 1),
-        decision_entry("failover", "east", "west", 2),
-        decision_entry("failback", "west", "east", 3),
-        AuditEntry(1, "applied", DOMAIN, "rfc2136: UPDATE", "east", {"adapter": "rfc2136", "epoch": 3}),
-        AuditEntry(1, "error", DOMAIN, "rfc2136: REFUSED", "east", {"adapter": "rfc2136"}),
-        AuditEntry(1, "lost_race", DOMAIN, "marker moved", "east", {"adapter": "rfc2136"}),
-        AuditEntry(1, "release", None, "override to west by bob expired", "east", {"region": "west"}),
-        AuditEntry(
-            1,
-            "warning",
-            DOMAIN,
-            "certificate for api.example.com on east-a expires in 3.0d",
-            "east",
-            {"gateway": "east-a"},
+    common = {"at": 1.0, "observer": "east"}
+    published = [
+        changed(DecisionKind.ELECTED, None, "east", 1),
+        changed(DecisionKind.FAILOVER, "east", "west", 2),
+        changed(DecisionKind.FAILBACK, "west", "east", 3),
+        ev.AdapterApplied(**common, domain=DOMAIN, adapter="rfc2136", epoch=3, changes=("UPDATE",), seconds=0.1),
+        ev.AdapterFailed(**common, domain=DOMAIN, adapter="rfc2136", error="rfc2136: REFUSED"),
+        ev.RaceLost(**common, domain=DOMAIN, adapter="rfc2136", detail="marker moved"),
+        ev.OverrideExpired(**common, region="west", set_by="bob"),
+        ev.CertificateExpiring(
+            **common, domain=DOMAIN, gateway="east-a", check="tls:443", days_left=3.0, detail="expires in 3.0d"
         ),
-        AuditEntry(1, "drain", None, "bob drained west: patching", "east", {"region": "west", "by": "bob"}),
-        AuditEntry(1, "applying", DOMAIN, "x", "east", {"adapter": "rfc2136"}),
-        AuditEntry(1, "api", DOMAIN, "x", "east", {"by": "bob"}),
+        ev.ProbeWarning(**common, domain=DOMAIN, gateway="east-a", check="http:80/", detail="slow"),
+        ev.DrainSet(**common, region="west", by="bob", reason="patching"),
+        ev.AdapterApplying(**common, domain=DOMAIN, adapter="rfc2136", epoch=3, changes=("x",)),
+        ev.ApiCalled(**common, domain=DOMAIN, action="drain", by="bob", peer="127.0.0.1", token="t", reason="x"),
+        ev.DecisionHeld(**common, domain=DOMAIN, kind=DecisionKind.HOLD, primary="east", epoch=3, reason="held"),
     ]
-    for entry in entries:
-        notifier.on_audit(entry)
+    for event in published:
+        notifier.on_event(event)
     kinds = [e.kind for e in events]
     assert kinds == [
         "elected",
@@ -75,20 +82,22 @@ def test_audit_entries_become_events(told: tuple[Notifier, list[Event]]) -> None
     failover = events[1]
     assert (failover.from_region, failover.to_region, failover.severity) == ("east", "west", "critical")
     assert failover.key == f"failover:{DOMAIN}:2"
-    assert events[3].key == events[3].key and events[3].key == f"adapter_error:{DOMAIN}:rfc2136"
+    assert events[3].key == f"adapter_error:{DOMAIN}:rfc2136"
+    assert events[5].by is None and events[5].region == "west"
     assert events[7].by == "bob" and events[7].region == "west"
 
 
 def test_an_operation_is_one_event_with_what_was_verified(told: tuple[Notifier, list[Event]]) -> None:
     notifier, events = told
+    common = {"at": 1.0, "observer": "east"}
     with notifier.operation("promote", "alice via oncall@127.0.0.1", "INC-42 east flaky", "west", None):
-        notifier.on_audit(AuditEntry(1, "api", None, "call", "east", {"by": "alice"}))
-        notifier.on_audit(
-            AuditEntry(1, "override", None, "alice promoted west: INC-42", "east", {"region": "west", "by": "alice"})
+        notifier.on_event(ev.ApiCalled(**common, action="promote", by="alice", peer="p", token="t", reason="x"))
+        notifier.on_event(ev.OverrideSet(**common, region="west", by="alice", reason="INC-42", until=None, force=False))
+        notifier.on_event(changed(DecisionKind.OVERRIDE, "east", "west", 5))
+        notifier.on_event(ev.AdapterApplying(**common, domain=DOMAIN, adapter="rfc2136", epoch=5, changes=("U",)))
+        notifier.on_event(
+            ev.AdapterApplied(**common, domain=DOMAIN, adapter="rfc2136", epoch=5, changes=("U",), seconds=0.1)
         )
-        notifier.on_audit(decision_entry("override", "east", "west", 5))
-        notifier.on_audit(AuditEntry(1, "applying", DOMAIN, "UPDATE", "east", {"adapter": "rfc2136"}))
-        notifier.on_audit(AuditEntry(1, "applied", DOMAIN, "rfc2136: UPDATE", "east", {"adapter": "rfc2136"}))
     assert len(events) == 1
     sent = events[0]
     assert sent.kind == "override_set" and sent.by == "alice via oncall@127.0.0.1"
@@ -100,7 +109,7 @@ def test_an_operation_is_one_event_with_what_was_verified(told: tuple[Notifier, 
         raise RuntimeError("refused")
     assert len(events) == 1
     # the epoch it told about is not reported again as someone else's change
-    outcome = DomainOutcome(Decision("override", "west pinned", DomainState(DOMAIN, "west", None, 5), False))
+    outcome = DomainOutcome(Decision(DecisionKind.OVERRIDE, "west pinned", DomainState(DOMAIN, "west", None, 5), False))
     notifier.observe([outcome], snapshot({"east": Status.UP, "west": Status.UP}))
     assert len(events) == 1
 
@@ -114,17 +123,21 @@ def snapshot(statuses: dict[str, Status], overrides: dict[str, Override] | None 
 
 def test_region_down_and_up_and_changes_made_elsewhere(told: tuple[Notifier, list[Event]]) -> None:
     notifier, events = told
-    keep = DomainOutcome(Decision("keep", "no action", DomainState(DOMAIN, "east", "west", 1), False))
-    notifier.observe([keep], snapshot({"east": Status.UNKNOWN, "west": Status.UP}))
-    assert events == []  # start-up: unknown -> up is not news
-    notifier.observe([keep], snapshot({"east": Status.UP, "west": Status.DOWN}))
-    notifier.observe([keep], snapshot({"east": Status.UP, "west": Status.DOWN}))
-    notifier.observe([keep], snapshot({"east": Status.UP, "west": Status.UP}))
-    assert [(e.kind, e.region) for e in events] == [("region_down", "west"), ("region_up", "west")]
-    assert events[0].severity == "warning"  # not the primary
-    # the CLI (another process, same store) promoted west: this daemon did not audit it itself
+    notifier.on_event(changed(DecisionKind.ELECTED, None, "east", 1))
+    events.clear()
+    notifier.on_event(ev.RegionDown(at=1.0, observer="east", domain=DOMAIN, region="west", reason="2/2 failing"))
+    notifier.on_event(ev.RegionUp(at=2.0, observer="east", domain=DOMAIN, region="west", reason="2/2 up"))
+    notifier.on_event(ev.RegionDown(at=3.0, observer="east", domain=DOMAIN, region="east", reason="2/2 failing"))
+    assert [(e.kind, e.region, e.severity) for e in events] == [
+        ("region_down", "west", "warning"),  # not the primary
+        ("region_up", "west", "info"),
+        ("region_down", "east", "critical"),  # the primary
+    ]
+    assert events[0].resets == (f"region_up:{DOMAIN}:west",)
+    events.clear()
+    # the CLI (another process, same store) promoted west: this daemon saw no event of its own
     pin = Override("*", "west", "INC-7 from the CLI", "carol@laptop", 150.0)
-    moved = DomainOutcome(Decision("override", "west pinned", DomainState(DOMAIN, "west", None, 2), False))
+    moved = DomainOutcome(Decision(DecisionKind.OVERRIDE, "west pinned", DomainState(DOMAIN, "west", None, 2), False))
     notifier.observe([moved], snapshot({"east": Status.UP, "west": Status.UP}, {"*": pin}))
     last = events[-1]
     assert (last.kind, last.from_region, last.to_region, last.by, last.reason) == (

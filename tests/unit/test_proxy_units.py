@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from failover.model import DomainState, Status
+from failover.policy import Policy, parse_policy
 from failover.policy import Proxy as ProxyConfig
-from failover.proxy import ProxyStats, Route, Settings, UpstreamStats
+from failover.proxy import Proxy, ProxyStats, Route, Settings, UpstreamStats
 from failover.proxy._proxyproto import V2_SIGNATURE, header, parse_v2
 from failover.proxy._route import split_address
 from failover.proxy._stats import ProxyCollector
+from failover.proxy.follow import RouteFollower
 
 
 def test_route_is_immutable_hashable_and_compares_by_value() -> None:
@@ -138,10 +141,8 @@ def test_metrics_names_and_labels() -> None:
         assert f"failover_proxy_{name}" in text
 
 
-def test_route_for_regions_follows_the_decision_and_health() -> None:
-    from failover.policy import parse_policy
-
-    policy = parse_policy({
+def _two_region_policy() -> Policy:
+    return parse_policy({
         "service": "api", "observer": "east",
         "regions": [
             {"name": "east", "gateways": [{"name": "e1", "address": "192.0.2.10"},
@@ -150,6 +151,10 @@ def test_route_for_regions_follows_the_decision_and_health() -> None:
         ],
         "domains": [{"name": "api.example.com", "checks": [{"kind": "tcp", "port": 443}]}],
     })
+
+
+def test_route_for_regions_follows_the_decision_and_health() -> None:
+    policy = _two_region_policy()
     up = {"e1": False, "e2": True, "w1": True}
     route = Route.for_regions(policy, ("east", "west"), lambda gw: up[gw])
     assert route.tiers == (("east", ("192.0.2.11",)), ("west", ("2001:db8::10",)))
@@ -157,3 +162,32 @@ def test_route_for_regions_follows_the_decision_and_health() -> None:
         ("west", ("2001:db8::10",)),
     )
     assert Route.for_regions(policy, (None, None), lambda gw: True).empty
+
+
+def test_route_follower_routes_by_the_latest_decision_and_skips_gateways_down() -> None:
+    decisions: dict[str, DomainState] = {}
+    statuses: dict[str, Status] = {"e1": Status.DOWN, "e2": Status.UP}  # w1: no verdict yet
+    asked: list[str] = []
+
+    def decided(domain: str) -> DomainState | None:
+        asked.append(domain)
+        return decisions.get(domain)
+
+    proxy = Proxy(Settings.from_listen("127.0.0.1:0", 8443), registry=None)
+    follow = RouteFollower(proxy, _two_region_policy(), "api.example.com", decided, lambda domain: statuses)
+
+    follow()  # no decision yet: nowhere to go
+    assert proxy.route.empty and asked == ["api.example.com"]
+
+    decisions["api.example.com"] = DomainState("api.example.com", primary="east", secondary="west")
+    follow()
+    assert proxy.route == Route((("east", ("192.0.2.11",)), ("west", ("2001:db8::10",))))
+
+    statuses["e1"] = Status.UP  # a verdict change is followed on the next call
+    decisions["api.example.com"] = DomainState("api.example.com", primary="west", secondary="east")
+    follow(object())
+    assert proxy.route == Route((("west", ("2001:db8::10",)), ("east", ("192.0.2.10", "192.0.2.11"))))
+
+    decisions["api.example.com"] = DomainState("api.example.com", primary=None)
+    follow()
+    assert proxy.route.empty

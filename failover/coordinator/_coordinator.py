@@ -1,0 +1,204 @@
+"""One coordinator cycle: take one snapshot, decide, reconcile the adapters.
+
+The faces (cli, daemon, api) drive this; it drives the pure engine and the I/O edges through
+three parts with one job each:
+
+* ``Observations``: probe results, rise/fall streaks, this observer's verdicts, the snapshot;
+* ``Decisions``: marker adoption, the engine, compare-and-set on the epoch;
+* ``Reconciler``: plan → apply (fenced) → verify per adapter.
+
+What happens is published as typed events (``failover.events``) on ``events``: the audit log
+records each one first (a store failure stops the evaluation), then metrics and alerts hear it.
+Each evaluation works on one immutable ``Snapshot`` and yields one reason sentence per domain,
+which is logged and audited.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from failover import events as ev
+from failover.adapters.abc import Adapter, Live
+from failover.coordinator._context import Context, E
+from failover.coordinator.audit import AuditLog
+from failover.coordinator.decisions import Decisions
+from failover.coordinator.observations import Observations
+from failover.coordinator.reconcile import Reconciler
+from failover.errors import AdapterError, StoreError
+from failover.model import (
+    AdapterAction,
+    AdapterOutcome,
+    DecisionKind,
+    DomainOutcome,
+    DomainState,
+    ProbeResult,
+    Snapshot,
+    Status,
+    Streak,
+    StreakKey,
+)
+from failover.policy import Policy
+from failover.store.abc import Store
+
+log = logging.getLogger("failover")
+
+
+class Coordinator:
+    def __init__(
+        self,
+        policy: Policy,
+        store: Store,
+        adapters: Mapping[str, Sequence[Adapter]],
+        *,
+        clock: Callable[[], float] = time.time,
+        persist: bool = True,
+        targets: Iterable[StreakKey] | None = None,
+    ) -> None:
+        self.ctx = Context(policy, store, clock, persist)
+        self.ctx.bus.subscribe(AuditLog(lambda: self.ctx.store, persist), required=True)
+        self.adapters = {d.name: list(adapters.get(d.name, ())) for d in policy.domains}
+        self.observations = Observations(self.ctx, targets)
+        self.decisions = Decisions(self.ctx)
+        self.reconciler = Reconciler(self.ctx)
+        self._evaluating = threading.Lock()  # one evaluation at a time (daemon, API, reconcile)
+        self._verdicts: dict[tuple[str, str], Status] = {}  # last merged verdicts, for RegionDown/Up
+        self._stored: dict[str, DomainState | None] = {}  # what the store held, before our first decision
+
+    # -- what the faces use ------------------------------------------------------------------
+    @property
+    def policy(self) -> Policy:
+        return self.ctx.policy
+
+    @property
+    def observer(self) -> str:
+        return self.ctx.observer
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.ctx.clock
+
+    @property
+    def persist(self) -> bool:
+        return self.ctx.persist
+
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    @store.setter
+    def store(self, store: Store) -> None:  # the daemon's metrics wrap it to count errors
+        self.ctx.store = store
+
+    @property
+    def events(self) -> ev.EventBus:
+        return self.ctx.bus
+
+    def emit(self, cls: type[E], **fields: object) -> E:
+        return self.ctx.emit(cls, **fields)
+
+    def record(self, results: Mapping[StreakKey, ProbeResult], now: float | None = None, flush: bool = True) -> bool:
+        return self.observations.record(results, now, flush)
+
+    def flush(self) -> None:
+        self.observations.flush()
+
+    def streak(self, key: StreakKey) -> Streak:
+        return self.observations.streak(key)
+
+    def gateway_statuses(self, domain: str) -> dict[str, Status]:
+        return self.observations.gateway_statuses(domain)
+
+    def up_now(self, domain: str, region: str) -> int:
+        return self.observations.up_now(domain, region)
+
+    def unknown_targets(self) -> list[StreakKey]:
+        return self.observations.unknown_targets()
+
+    def snapshot(self, now: float | None = None) -> Snapshot:
+        """Read-only: safe for ``status`` and ``GET /v1/status``."""
+        return self.observations.snapshot(now)
+
+    def decided_state(self, domain: str) -> DomainState | None:
+        """The latest decision this process recorded; before the first one, what the store held
+        (read once: the proxy asks on the event loop, at every verdict change)."""
+        latest = self.decisions.latest(domain)
+        if latest is not None:
+            return latest
+        if domain not in self._stored:
+            self._stored[domain] = self.ctx.store.get_state(domain)
+        return self._stored[domain]
+
+    # -- evaluation --------------------------------------------------------------------------
+    def evaluate(self, apply: bool = True, domains: Sequence[str] | None = None) -> list[DomainOutcome]:
+        """Decide every domain and, when ``apply``, reconcile its adapters. Never raises for one
+        domain's adapter failure: it is audited and reported in the outcome. Probe results keep
+        being recorded meanwhile: adapter I/O never holds the streak lock."""
+        with self._evaluating:
+            self.flush()
+            now = self.clock()
+            self.decisions.expire_overrides(now)
+            snap = self.observations.snapshot(now, publish=True)
+            self._tell_region_changes(snap)
+            names = [d.name for d in self.policy.domains if domains is None or d.name in domains]
+            if len(names) <= 1:
+                return [self._evaluate_domain(name, snap, apply) for name in names]
+            # Domains are independent (own adapters, own compare-and-set): one waiting on its
+            # provider (Route 53 INSYNC, a Cloud DNS change) must not hold the others' failover.
+            # Each task runs in a copy of the caller's context, so what an operation collects
+            # (the alert for an operator's promote) still sees every domain's events.
+            with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="evaluate") as pool:
+                futures = [
+                    pool.submit(contextvars.copy_context().run, self._evaluate_domain, name, snap, apply)
+                    for name in names
+                ]
+                return [future.result() for future in futures]
+
+    def _tell_region_changes(self, snap: Snapshot) -> None:
+        for domain, regions in snap.health.items():
+            for region, verdict in regions.items():
+                before = self._verdicts.get((domain, region))
+                self._verdicts[(domain, region)] = verdict.status
+                if verdict.status is Status.DOWN and before is not Status.DOWN:
+                    self.emit(ev.RegionDown, at=snap.now, domain=domain, region=region, reason=verdict.reason)
+                elif verdict.status is Status.UP and before is Status.DOWN:
+                    self.emit(ev.RegionUp, at=snap.now, domain=domain, region=region, reason=verdict.reason)
+
+    def _read(self, domain: str) -> list[tuple[Adapter, Live | AdapterError]]:
+        reads: list[tuple[Adapter, Live | AdapterError]] = []
+        for adapter in self.adapters[domain]:
+            try:
+                reads.append((adapter, adapter.read()))
+            except AdapterError as exc:
+                reads.append((adapter, exc))
+            except Exception as exc:  # one broken adapter must not stop the other domains
+                log.exception("%s: %s read failed unexpectedly", domain, adapter.name)
+                reads.append((adapter, AdapterError(f"{adapter.name}: read failed: {exc!r}")))
+        return reads
+
+    def _evaluate_domain(self, domain: str, snap: Snapshot, apply: bool, attempts: int = 3) -> DomainOutcome:
+        reads = self._read(domain)
+        decision = self.decisions.decide(domain, snap, [r for _, r in reads if isinstance(r, Live)])
+        if decision is None:
+            if attempts > 1:  # another coordinator recorded first: re-read and decide again
+                return self._evaluate_domain(domain, snap, apply, attempts - 1)
+            raise StoreError(f"{domain}: the stored epoch keeps moving under us; not acting this round")
+        log.info("%s: %s", domain, decision.reason)
+        outcome = DomainOutcome(decision)
+        primary = decision.state.primary
+        if primary is None:
+            return outcome
+        if apply and not self.store.is_leader(self.observer, self.ctx.freshness()):
+            detail = "not the leader: another coordinator applies changes"
+            outcome.adapters.extend(AdapterOutcome(a.name, AdapterAction.SKIPPED, detail) for a, _ in reads)
+            return outcome
+        publishable = self.reconciler.publishable
+        addresses = publishable(domain, primary, snap, decision.kind is DecisionKind.OVERRIDE)
+        healthy = {r.name: publishable(domain, r.name, snap) for r in self.policy.regions}
+        for adapter, live in reads:
+            outcome.adapters.append(self.reconciler.reconcile(adapter, live, decision.state, addresses, healthy, apply))
+        return outcome

@@ -1,0 +1,167 @@
+"""This observer's measurements: rise/fall streaks per target, and the region verdicts they give.
+
+Probe results arrive from the event loop (``record(..., flush=False)``: no store I/O there)
+and from cron runs. ``snapshot()`` only reads: it merges this observer's verdicts, computed in
+memory, with the other observers' fresh reports from the store. The evaluation publishes this
+observer's verdicts once (``publish``) before it takes its snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+
+from failover import events as ev
+from failover import health
+from failover.coordinator._context import Context
+from failover.model import ProbeResult, RegionHealth, Snapshot, Status, Streak, StreakKey
+
+log = logging.getLogger("failover")
+
+Own = dict[tuple[str, str], RegionHealth]  # (domain, region) -> this observer's verdict
+
+
+class Observations:
+    def __init__(self, ctx: Context, targets: Iterable[StreakKey] | None = None) -> None:
+        self.ctx = ctx
+        self._lock = threading.RLock()  # guards the in-memory streaks; held briefly, never across I/O
+        self._unflushed: dict[StreakKey, Streak] = {}
+        self._streaks: dict[StreakKey, Streak] = ctx.store.get_streaks(ctx.observer)
+        if targets is not None:  # a check removed or renamed in the policy must not keep a gateway down
+            wanted = set(targets)
+            self._streaks = {k: v for k, v in self._streaks.items() if k in wanted}
+        self._own: Own = ctx.store.get_region_health(ctx.observer)
+
+    # -- recording ---------------------------------------------------------------------------
+    def streak(self, key: StreakKey) -> Streak:
+        return self._streaks.get(key, Streak())
+
+    def record(self, results: Mapping[StreakKey, ProbeResult], now: float | None = None, flush: bool = True) -> bool:
+        """Advance rise/fall state with new results; True when a verdict changed.
+
+        With ``flush=False`` (the daemon's event loop) nothing touches the store here: the
+        new streaks wait for ``flush()``, which the next evaluation runs in a worker thread."""
+        now = self.ctx.clock() if now is None else now
+        rules = self.ctx.policy.health
+        changed: dict[StreakKey, Streak] = {}
+        warnings: list[tuple[StreakKey, ProbeResult]] = []
+        moved = False
+        with self._lock:
+            for key, result in results.items():
+                before = self.streak(key)
+                after = health.advance(before, result, rules.rise, rules.fall, now)
+                if after.status is not before.status:
+                    moved = True
+                    log.info(
+                        "%s %s %s: %s -> %s (%s)",
+                        key.domain,
+                        key.gateway,
+                        key.check,
+                        before.status,
+                        after.status,
+                        result.reason,
+                    )
+                if after.warning and after.warning != before.warning:
+                    warnings.append((key, result))
+                changed[key] = after
+            self._streaks.update(changed)
+            self._unflushed.update(changed)
+        for key, result in warnings:
+            self._warn(key, result)
+        if flush:
+            self.flush()
+        return moved
+
+    def _warn(self, key: StreakKey, result: ProbeResult) -> None:
+        where = {"domain": key.domain, "gateway": key.gateway, "check": key.check, "detail": result.warning or ""}
+        if result.cert_days_left is not None:
+            self.ctx.emit(ev.CertificateExpiring, days_left=result.cert_days_left, **where)
+        else:
+            self.ctx.emit(ev.ProbeWarning, **where)
+
+    def flush(self) -> None:
+        """Write the streaks recorded since the last flush (cron runs keep counting across runs)."""
+        with self._lock:
+            pending, self._unflushed = self._unflushed, {}
+        if self.ctx.persist and pending:
+            self.ctx.store.put_streaks(self.ctx.observer, pending)
+
+    # -- reading (memory only) ---------------------------------------------------------------
+    def gateway_statuses(self, domain: str) -> dict[str, Status]:
+        """Every gateway's current verdict for the domain, from memory (cheap: for the proxy)."""
+        by_gateway: dict[str, list[Streak]] = {}
+        with self._lock:
+            for key, streak in self._streaks.items():
+                if key.domain == domain:
+                    by_gateway.setdefault(key.gateway, []).append(streak)
+        return {gw: health.gateway_status(streaks) for gw, streaks in by_gateway.items()}
+
+    def up_now(self, domain: str, region: str) -> int:
+        """Gateways of the region that are UP and passed their latest probe of every check
+        (stricter than the verdict: for operator actions, one fresh failure counts)."""
+        count = 0
+        with self._lock:
+            for gw in self.ctx.policy.region(region).gateways:
+                checks = [s for k, s in self._streaks.items() if k.domain == domain and k.gateway == gw.name]
+                if checks and all(s.status is Status.UP and s.failures == 0 for s in checks):
+                    count += 1
+        return count
+
+    def unknown_targets(self) -> list[StreakKey]:
+        with self._lock:
+            return [k for k, s in self._streaks.items() if s.status is Status.UNKNOWN]
+
+    def own_view(self, now: float) -> tuple[dict[str, dict[str, tuple[Status, str]]], Own]:
+        """Gateway verdicts and this observer's region verdicts, from the streaks in memory."""
+        policy = self.ctx.policy
+        with self._lock:
+            by_target: dict[tuple[str, str], list[Streak]] = {}
+            for target, streak in self._streaks.items():
+                by_target.setdefault((target.domain, target.gateway), []).append(streak)
+            gateways: dict[str, dict[str, tuple[Status, str]]] = {}
+            own: Own = {}
+            for domain in policy.domains:
+                per_gateway: dict[str, tuple[Status, str]] = {}
+                for region in policy.regions:
+                    for gw in region.gateways:
+                        checks = by_target.get((domain.name, gw.name), [])
+                        status = health.gateway_status(checks) if checks else Status.UNKNOWN
+                        worst = next((s.reason for s in checks if s.status is Status.DOWN), None)
+                        per_gateway[gw.name] = (status, worst or (checks[0].reason if checks else "not probed yet"))
+                    own[(domain.name, region.name)] = health.region_health(
+                        region.name,
+                        {gw.name: per_gateway[gw.name] for gw in region.gateways},
+                        policy.health.min_healthy_gateways,
+                        self._own.get((domain.name, region.name)),
+                        now,
+                    )
+                gateways[domain.name] = per_gateway
+            self._own = own  # in memory only: keeps each verdict's ``since``
+        return gateways, own
+
+    # -- the store ---------------------------------------------------------------------------
+    def publish(self, own: Own, now: float) -> None:
+        """This observer's vote, written once per evaluation."""
+        if self.ctx.persist:
+            self.ctx.store.put_region_health(self.ctx.observer, own, now)
+
+    def snapshot(self, now: float | None = None, publish: bool = False) -> Snapshot:
+        """One immutable view: this observer's verdicts merged with the other observers' fresh
+        reports. Reads the store; writes only with ``publish`` (the evaluation's one write)."""
+        ctx = self.ctx
+        now = ctx.clock() if now is None else now
+        gateways, own = self.own_view(now)
+        if publish:
+            self.publish(own, now)
+        views = ctx.store.all_region_health(now - ctx.freshness()) if ctx.persist else {}
+        views[ctx.observer] = own
+        merged: dict[str, dict[str, RegionHealth]] = {}
+        for domain in ctx.policy.domains:
+            merged[domain.name] = {}
+            for region in ctx.policy.regions:
+                key = (domain.name, region.name)
+                votes = {obs: v[key] for obs, v in views.items() if key in v}
+                merged[domain.name][region.name] = health.quorum_verdict(votes)
+        drained = frozenset(ctx.store.drains())
+        return Snapshot(now, gateways, merged, ctx.store.overrides(), drained)
