@@ -12,7 +12,8 @@
 * ``exit_past_stuck_threads`` ends the process when a non-daemon thread is still running at
   the end (the interpreter would join it forever at exit).
 * ``Watchdog`` is the last resort, a thread that needs no event loop: when the budget is
-  gone it prints the phase, dumps every thread's stack and exits 1.
+  gone it prints the phase, dumps every thread's stack and exits 1. ``run_demo`` is the
+  process's last act (``failover demo``), so it is never disarmed.
 """
 
 from __future__ import annotations
@@ -136,8 +137,8 @@ class ShutdownSteps:
 
 def run_loop(main: Coroutine[Any, Any, T], teardown: float = 3.0) -> T:
     """Run ``main`` in a new event loop; Ctrl-C cancels it (its ``finally`` runs). Leftover
-    tasks get ``teardown`` seconds after their cancel; threads still running are left to
-    ``exit_past_stuck_threads``."""
+    tasks get a second to end, then ``teardown`` seconds after their cancel; threads still
+    running are left to ``exit_past_stuck_threads``."""
     loop = asyncio.new_event_loop()
     executor = ThreadPoolExecutor(thread_name_prefix="demo")
     loop.set_default_executor(executor)
@@ -162,6 +163,8 @@ def run_loop(main: Coroutine[Any, Any, T], teardown: float = 3.0) -> T:
         try:
             loop.remove_signal_handler(signal.SIGINT)
             leftovers = asyncio.all_tasks(loop)
+            if leftovers:  # in-flight work (a probe) first gets a second to end by itself
+                _, leftovers = loop.run_until_complete(asyncio.wait(leftovers, timeout=1.0))
             for leftover in leftovers:
                 leftover.cancel()
             if leftovers:
@@ -194,24 +197,19 @@ def exit_past_stuck_threads(code: int, grace: float = 2.0) -> None:
 
 
 class Watchdog:
-    """Ends the process if the demo is still running ``progress.budget`` seconds after its start,
-    even with the event loop blocked: prints the phase, dumps every thread's stack, exits 1."""
+    """Ends the process if it is still running ``progress.budget`` seconds after the demo's start,
+    even with the event loop blocked: prints the phase, dumps every thread's stack, exits 1.
+    Never disarmed: it also covers the interpreter's exit (atexit handlers, thread joins)."""
 
-    def __init__(self, progress: Progress, exit: Callable[[int], object] = os._exit) -> None:
+    def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self._exit = exit
-        self._disarmed = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="demo-watchdog", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def disarm(self) -> None:
-        self._disarmed.set()
-
     def _watch(self) -> None:
-        if self._disarmed.wait(max(self.progress.left(), 0.0)):
-            return
+        time.sleep(max(self.progress.left(), 0.0))
         # Straight to the file descriptor: the blocked thread may hold sys.stderr's or sys.stdout's lock.
         message = (
             f"demo: still in {self.progress.where()} when the whole demo's {self.progress.budget:g}s budget "
@@ -219,4 +217,4 @@ class Watchdog:
         )
         os.write(sys.stderr.fileno(), message.encode())
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        self._exit(1)
+        os._exit(1)

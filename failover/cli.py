@@ -183,7 +183,7 @@ def once(policy_path: str | None, as_json: bool) -> None:
 @handle_errors
 def run(policy_path: str | None) -> None:
     """The daemon: scheduled probes, decisions, reconciliation, proxy, API, alerts."""
-    from failover.daemon import run_daemon
+    from failover.services import run_daemon
 
     run_daemon(load_policy(policy_path))
 

@@ -177,13 +177,3 @@ async def serve(
             finally:
                 await app.aclose()
 
-
-def run_daemon(policy: Policy) -> None:
-    from failover.services import start_services
-
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(policy, start_services))
-    else:
-        uvloop.run(serve(policy, start_services))

@@ -9,7 +9,7 @@ true even if every UNKNOWN gateway came up, and UNKNOWN in between (start-up).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from failover.model import ProbeResult, RegionHealth, Status, Streak
 
@@ -87,3 +87,38 @@ def quorum_verdict(views: Mapping[str, RegionHealth], quorum: int | None = None)
     base = ordered[0][1]
     reason = f"no quorum: {len(down)}/{len(views)} observers see it down, none up"
     return RegionHealth(base.region, Status.UNKNOWN, base.up, base.total, None, reason)
+
+
+def voters_verdict(views: Mapping[str, RegionHealth], voters: Sequence[str], region: str) -> RegionHealth:
+    """Merge the configured voters' fresh views of one region (the etcd store's quorum).
+
+    DOWN only when a strict majority of the *configured* voters report it DOWN. With fewer fresh
+    reports than a majority, the verdict is UNKNOWN whatever they say: nothing moves
+    automatically (fail static) until enough vantage points report again. A report from a name
+    that is not a voter does not count.
+    """
+    need = len(voters) // 2 + 1
+    votes = {o: v for o, v in sorted(views.items()) if o in voters}
+    down = [o for o, v in votes.items() if v.status is Status.DOWN]
+    up = [o for o, v in votes.items() if v.status is Status.UP]
+    if len(down) >= need:
+        base = votes[down[0]]
+        since = max(votes[o].since or 0.0 for o in down)
+        reason = f"{base.reason} [seen by {len(down)}/{len(voters)}: {', '.join(down)}]"
+        return RegionHealth(region, Status.DOWN, base.up, base.total, since, reason)
+    if len(votes) < need:
+        silent = [o for o in voters if o not in votes]
+        reason = (
+            f"no quorum: {len(votes)}/{len(voters)} observers reporting, {need} needed "
+            f"(silent: {', '.join(silent)})"
+        )
+        first = next(iter(votes.values()), None)
+        return RegionHealth(region, Status.UNKNOWN, first.up if first else 0, first.total if first else 0, None, reason)
+    if up:
+        base = votes[up[0]]
+        since = min(votes[o].since or 0.0 for o in up)
+        suffix = f" [{len(down)}/{len(voters)} see it down: {', '.join(down)}]" if down else ""
+        return RegionHealth(region, Status.UP, base.up, base.total, since, base.reason + suffix)
+    base = next(iter(votes.values()))
+    reason = f"no verdict: {len(down)}/{len(voters)} observers see it down, none up"
+    return RegionHealth(region, Status.UNKNOWN, base.up, base.total, None, reason)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["ok", "error", "hang", "garbage", "slow"]
 
@@ -25,6 +26,7 @@ class LocalGateway:
     requests: int = 0
     _server: asyncio.Server | None = field(default=None, repr=False)
     _clients: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     @property
     def running(self) -> bool:
@@ -34,16 +36,26 @@ class LocalGateway:
         if self._server is None:
             self._server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Refuse new connections, drop the open ones (keep-alive peers too, as a dead gateway
+        would) and end their handlers, "hang" ones included; never waits past ``timeout``."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
-            for writer in list(self._clients):  # a dead gateway drops its keep-alive peers too
+            for writer in list(self._clients):
                 with contextlib.suppress(Exception):
                     writer.transport.abort()
-            await server.wait_closed()
+            for handler in list(self._handlers):
+                handler.cancel()
+            # From Python 3.12 on this waits for every connection to end; never past the deadline.
+            closed = asyncio.ensure_future(server.wait_closed())
+            if not (await asyncio.wait({closed}, timeout=timeout))[0]:
+                closed.cancel()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
         self._clients.add(writer)
         try:
             while self._server is not None:
@@ -76,6 +88,8 @@ class LocalGateway:
             pass
         finally:
             self._clients.discard(writer)
+            if handler is not None:
+                self._handlers.discard(handler)
             writer.close()
 
 
@@ -88,8 +102,8 @@ class ThreadedGateways:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="gateways")
         self._thread.start()
 
-    def _call(self, coro: object) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)  # type: ignore[arg-type]
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
 
     def start(self, *names: str) -> None:
         for name in names or tuple(self.gateways):
@@ -106,4 +120,5 @@ class ThreadedGateways:
         self.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
-        self.loop.close()
+        if not self._thread.is_alive():  # a loop still running cannot be closed: leave it to the daemon thread
+            self.loop.close()

@@ -98,11 +98,12 @@ def promote(
     override = Override(
         domain=targets[0] if domain else "*", region=region, reason=reason, by=by, at=now, until=until, force=force
     )
-    coordinator.store.set_override(override)
     scope = targets[0] if domain else None
+    # audited first: an intent that could not be recorded in history is not acted on
     coordinator.emit(
         ev.OverrideSet, at=now, domain=scope, region=region, by=by, reason=reason, until=until, force=force
     )
+    coordinator.store.set_override(override)
     return _check_outcomes(coordinator.evaluate(domains=targets))
 
 
@@ -119,8 +120,8 @@ def release(
 def drain(coordinator: Coordinator, region: str, by: str, reason: str = "maintenance") -> list[DomainOutcome]:
     coordinator.policy.region(region)
     now = coordinator.clock()
-    coordinator.store.set_drain(Drain(region, reason, by, now))
     coordinator.emit(ev.DrainSet, at=now, region=region, by=by, reason=reason)
+    coordinator.store.set_drain(Drain(region, reason, by, now))
     return _check_outcomes(coordinator.evaluate())
 
 

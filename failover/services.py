@@ -22,11 +22,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from failover.daemon import Daemon
+from failover.daemon import Daemon, serve
 from failover.errors import FailoverError
 from failover.logs import daemon_logging
 from failover.metrics import Metrics
 from failover.model import DomainOutcome
+from failover.policy import Policy
 
 if TYPE_CHECKING:
     from failover.alerts import Notifier
@@ -148,3 +149,13 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
         await daemon.app.aclose()
         raise
     return stop_all
+
+
+def run_daemon(policy: Policy) -> None:
+    """``failover run``: the daemon and its services, on uvloop where it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(policy, start_services))
+    else:
+        uvloop.run(serve(policy, start_services))

@@ -151,7 +151,7 @@ B = TypeVar("B")
 def block_of(block: Traffic, kind: type[B]) -> B:
     """The policy block as the type its backend reads (``build_adapter`` dispatches by kind)."""
     if not isinstance(block, kind):
-        raise TypeError(f"a {block.kind} block cannot build a {kind.__name__} adapter")
+        raise TypeError(f"expected a {kind.__name__} block, got a {block.kind} block")
     return block
 
 

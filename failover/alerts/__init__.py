@@ -1,8 +1,8 @@
 """Alerts: Slack and generic webhooks hear about every change, without ever delaying one.
 
 ``abc`` says what an event and a sink are; ``slack`` and ``webhook`` are the sinks;
-``dispatch`` queues, de-duplicates, retries and scrubs secrets; ``events`` turns audit
-entries, operator operations and evaluations into events. ``build_dispatcher`` makes the
+``dispatch`` queues, de-duplicates, retries and scrubs secrets; ``events`` turns the
+coordinator's domain events, operator operations and evaluations into alerts. ``build_dispatcher`` makes the
 sinks the policy asks for.
 """
 

@@ -192,13 +192,16 @@ class Coordinator:
         primary = decision.state.primary
         if primary is None:
             return outcome
-        if apply and not self.store.is_leader(self.observer, self.ctx.freshness()):
-            detail = "not the leader: another coordinator applies changes"
-            outcome.adapters.extend(AdapterOutcome(a.name, AdapterAction.SKIPPED, detail) for a, _ in reads)
-            return outcome
         publishable = self.reconciler.publishable
         addresses = publishable(domain, primary, snap, decision.kind is DecisionKind.OVERRIDE)
         healthy = {r.name: publishable(domain, r.name, snap) for r in self.policy.regions}
         for adapter, live in reads:
-            outcome.adapters.append(self.reconciler.reconcile(adapter, live, decision.state, addresses, healthy, apply))
+            # asked again before each adapter: an apply may outlast the lease's local deadline
+            token = self.store.leading() if apply else 0
+            if token is None:
+                detail = "not the leader: another coordinator applies changes"
+                outcome.adapters.append(AdapterOutcome(adapter.name, AdapterAction.SKIPPED, detail))
+                continue
+            state = decision.state
+            outcome.adapters.append(self.reconciler.reconcile(adapter, live, state, addresses, healthy, apply, token))
         return outcome

@@ -27,6 +27,7 @@ class Observations:
         self.ctx = ctx
         self._lock = threading.RLock()  # guards the in-memory streaks; held briefly, never across I/O
         self._unflushed: dict[StreakKey, Streak] = {}
+        self._warnings: list[tuple[StreakKey, ProbeResult]] = []  # told at the next flush, off the loop
         self._streaks: dict[StreakKey, Streak] = ctx.store.get_streaks(ctx.observer)
         if targets is not None:  # a check removed or renamed in the policy must not keep a gateway down
             wanted = set(targets)
@@ -67,8 +68,9 @@ class Observations:
                 changed[key] = after
             self._streaks.update(changed)
             self._unflushed.update(changed)
-        for key, result in warnings:
-            self._warn(key, result)
+        if warnings:
+            with self._lock:
+                self._warnings.extend(warnings)
         if flush:
             self.flush()
         return moved
@@ -84,8 +86,11 @@ class Observations:
         """Write the streaks recorded since the last flush (cron runs keep counting across runs)."""
         with self._lock:
             pending, self._unflushed = self._unflushed, {}
+            warnings, self._warnings = self._warnings, []
         if self.ctx.persist and pending:
             self.ctx.store.put_streaks(self.ctx.observer, pending)
+        for key, result in warnings:  # audited in the store: never on the daemon's event loop
+            self._warn(key, result)
 
     # -- reading (memory only) ---------------------------------------------------------------
     def gateway_statuses(self, domain: str) -> dict[str, Status]:

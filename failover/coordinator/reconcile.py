@@ -48,7 +48,10 @@ class Reconciler:
         addresses: tuple[str, ...],
         healthy: dict[str, tuple[str, ...]],
         apply: bool,
+        token: int = 0,
     ) -> AdapterOutcome:
+        """``token``: the acting leader's fencing token, written into the marker; an adapter
+        refuses to act when the live marker holds a newer one."""
         ctx = self.ctx
         domain = state.domain
         if isinstance(live, AdapterError):
@@ -66,6 +69,7 @@ class Reconciler:
             ctx.observer,
             int(ctx.clock()),
             healthy,
+            token,
         )
         try:
             plan = adapter.plan(live, desired)

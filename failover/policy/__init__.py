@@ -7,16 +7,19 @@ are held as float seconds. Secrets are never in the file: blocks name environmen
     _types.py       durations, names, addresses, the Strict base (unknown keys refused)
     _checks.py      http / tcp / tls / dns checks
     _traffic.py     rfc2136 / zonefile / route53 / clouddns / eip blocks
-    _blocks.py      health, election, state, alerts, proxy, api
-    _model.py       Gateway, Region, Domain, Policy
+    _blocks.py      health, election, alerts, proxy, api
+    _state.py       state: the sqlite or etcd store, its URL, TLS, credentials, lease timings
+    _model.py       Gateway, Region, Domain, Policy (with observers: voters and witnesses)
     _crosscheck.py  checks across blocks: uniqueness, references, traffic blocks vs regions
+    _warnings.py    valid but risky choices (two observers and no witness ...), for validate
     _load.py        YAML loading, field-path errors, JSON Schema
 """
 
-from failover.policy._blocks import Alert, AlertEvent, Api, Election, Health, Proxy, SlackAlert, State, WebhookAlert
+from failover.policy._blocks import Alert, AlertEvent, Api, Election, Health, Proxy, SlackAlert, WebhookAlert
 from failover.policy._checks import Check, DnsCheck, HttpCheck, TcpCheck, TlsCheck
-from failover.policy._load import json_schema, load_policy, parse_policy, require_env, resolve_relative
+from failover.policy._load import json_schema, load_policy, parse_policy, resolve_relative
 from failover.policy._model import Domain, Gateway, Policy, Region
+from failover.policy._state import ETCD_DEFAULT_PORT, EtcdUrl, State, parse_etcd_url
 from failover.policy._traffic import (
     AliasTarget,
     CloudDnsTraffic,
@@ -35,10 +38,13 @@ from failover.policy._types import (
     format_duration,
     host_port,
     parse_duration,
+    require_env,
 )
+from failover.policy._warnings import policy_warnings
 
 __all__ = [
     "DURATION_PATTERN",
+    "ETCD_DEFAULT_PORT",
     "Alert",
     "AlertEvent",
     "AliasTarget",
@@ -50,6 +56,7 @@ __all__ = [
     "Duration",
     "EipTraffic",
     "Election",
+    "EtcdUrl",
     "Gateway",
     "Health",
     "HttpCheck",
@@ -73,7 +80,9 @@ __all__ = [
     "json_schema",
     "load_policy",
     "parse_duration",
+    "parse_etcd_url",
     "parse_policy",
+    "policy_warnings",
     "require_env",
     "resolve_relative",
 ]

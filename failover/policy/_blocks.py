@@ -1,4 +1,4 @@
-"""Service-wide blocks: health, election, state, alerts, proxy and the admin API."""
+"""Service-wide blocks: health, election, alerts, proxy and the admin API (state: ``_state``)."""
 
 from __future__ import annotations
 
@@ -27,19 +27,6 @@ class Election(Strict):
     max_failovers_per_hour: int = Field(default=4, ge=1)
 
 
-class State(Strict):
-    url: str = "sqlite:///failover-state.db"
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if v.startswith("etcd://"):
-            raise ValueError("the etcd store is not available yet: use sqlite:////abs/path.db (one per region)")
-        if not v.startswith("sqlite:///"):
-            raise ValueError("use sqlite:////abs/path.db, or sqlite:///relative.db (relative to the policy file)")
-        return v
-
-
 AlertEvent = Literal[
     "failover",
     "failback",
@@ -54,6 +41,8 @@ AlertEvent = Literal[
     "adapter_error",
     "lost_race",
     "certificate_expiring",
+    "quorum_lost",  # fewer than a majority of the observers report: nothing moves automatically
+    "leader_changed",  # another coordinator now holds the leader lease and applies changes
 ]
 
 

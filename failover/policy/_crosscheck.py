@@ -7,6 +7,7 @@ import difflib
 import re
 
 from failover.policy._model import Policy
+from failover.policy._state import state_problems
 from failover.policy._traffic import AWS_REGION_PATTERN, CloudDnsTraffic, EipTraffic, Route53Traffic
 
 
@@ -41,11 +42,8 @@ def policy_problems(policy: Policy) -> list[tuple[str, str]]:
                     f"({len(region.gateways)}): it could never be healthy",
                 )
             )
-    names = [r.name for r in policy.regions]
-    if policy.observer not in names:
-        close = difflib.get_close_matches(policy.observer, names, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        problems.append(("observer", f"unknown region '{policy.observer}'{hint}; regions: {', '.join(names)}"))
+    problems.extend(_observer_problems(policy))
+    problems.extend(state_problems(policy.state))
     if policy.proxy and policy.proxy.domain and policy.proxy.domain not in [d.name for d in policy.domains]:
         problems.append(("proxy.domain", f"unknown domain '{policy.proxy.domain}'"))
     for di, domain in enumerate(policy.domains):
@@ -58,6 +56,27 @@ def policy_problems(policy: Policy) -> list[tuple[str, str]]:
                     )
                 )
     problems.extend(_traffic_problems(policy))
+    return problems
+
+
+def _observer_problems(policy: Policy) -> list[tuple[str, str]]:
+    """``observers`` unique; the process's own ``observer`` one of the voters."""
+    problems: list[tuple[str, str]] = []
+    for i, name in enumerate(policy.observers or []):
+        if name in (policy.observers or [])[:i]:
+            problems.append((f"observers[{i}]", f"duplicate observer '{name}'"))
+    voters = policy.voters
+    if policy.observer not in voters:
+        close = difflib.get_close_matches(policy.observer, voters, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        if policy.observers is None:
+            message = f"unknown region '{policy.observer}'{hint}; regions: {', '.join(voters)}"
+        else:
+            message = (
+                f"'{policy.observer}' is not one of observers{hint}: {', '.join(voters)}; "
+                "add it there or run this coordinator as one of them ($FAILOVER_OBSERVER)"
+            )
+        problems.append(("observer", message))
     return problems
 
 

@@ -15,9 +15,9 @@ from pydantic import (
 )
 
 from failover.errors import PolicyError, UsageError
-from failover.policy._blocks import State
 from failover.policy._crosscheck import policy_problems
 from failover.policy._model import Policy
+from failover.policy._state import State
 from failover.policy._types import DURATION_PATTERN, format_duration
 
 _TAGS = {"http", "tcp", "tls", "dns", "rfc2136", "zonefile", "route53", "clouddns", "eip", "slack", "webhook"}
@@ -84,12 +84,17 @@ def load_policy(path: str | os.PathLike[str] | None) -> Policy:
 
 
 def _resolve_state(state: State, policy_file: Path) -> State:
-    """``sqlite:///rel.db`` is relative to the policy file, as DESIGN.md says."""
+    """``sqlite:///rel.db`` and the TLS files are relative to the policy file, as DESIGN.md says."""
     url = state.url
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         rel = url.removeprefix("sqlite:///")
         url = "sqlite:///" + str((policy_file.parent / rel).resolve())
-    return State(url=url)
+    files = {
+        name: resolve_relative(str(policy_file), path)
+        for name in ("ca_file", "cert_file", "key_file")
+        if (path := getattr(state, name)) is not None
+    }
+    return state.model_copy(update={"url": url, **files})
 
 
 def resolve_relative(policy_file: str | None, path: str) -> str:
@@ -131,11 +136,3 @@ def json_schema() -> str:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "failover policy"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
-
-
-def require_env(name: str, what: str) -> str:
-    """A secret from the environment, or a UsageError that names the variable (never the value)."""
-    value = os.environ.get(name)
-    if not value:
-        raise UsageError(f"{what}: environment variable {name} is not set")
-    return value

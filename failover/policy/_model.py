@@ -11,8 +11,9 @@ from pydantic import (
 )
 
 from failover.errors import UsageError
-from failover.policy._blocks import Alert, Api, Election, Health, Proxy, State
+from failover.policy._blocks import Alert, Api, Election, Health, Proxy
 from failover.policy._checks import Check
+from failover.policy._state import State
 from failover.policy._traffic import Traffic
 from failover.policy._types import IPAddress, Name, Strict
 
@@ -49,6 +50,12 @@ class Policy(Strict):
     domains: list[Domain] = Field(min_length=1)
     health: Health = Health()
     election: Election = Election()
+    observers: list[Name] | None = Field(
+        default=None,
+        min_length=1,
+        description="the coordinators that vote (default: one per region, in order); "
+        "a name that is not a region is a witness: it probes every region and votes, and never gets traffic",
+    )
     state: State = State()
     alerts: list[Alert] = Field(default_factory=list)
     proxy: Proxy | None = None
@@ -59,6 +66,17 @@ class Policy(Strict):
     def source(self) -> str | None:
         """The file this policy was loaded from (relative paths in it are relative to it)."""
         return self._source
+
+    @property
+    def voters(self) -> list[str]:
+        """The observers whose reports count toward a quorum: ``observers``, or one per region."""
+        return list(self.observers) if self.observers is not None else [r.name for r in self.regions]
+
+    @property
+    def witnesses(self) -> list[str]:
+        """The voters that are not regions: they probe and vote, and never get traffic."""
+        regions = {r.name for r in self.regions}
+        return [name for name in self.voters if name not in regions]
 
     def region(self, name: str) -> Region:
         for region in self.regions:

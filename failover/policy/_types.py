@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from typing import Annotated, Any
 
@@ -15,6 +16,8 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+
+from failover.errors import UsageError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -113,3 +116,11 @@ class Strict(BaseModel):
                     valid = ", ".join(sorted(known))
                     raise ValueError(f"unknown key '{key}'{hint}; valid keys: {valid}")
         return data
+
+
+def require_env(name: str, what: str) -> str:
+    """A secret from the environment, or a UsageError that names the variable (never the value)."""
+    value = os.environ.get(name)
+    if not value:
+        raise UsageError(f"{what}: environment variable {name} is not set")
+    return value

@@ -222,7 +222,9 @@ class Connection:
         except httpx.TimeoutException:
             raise Failed(f"no answer within {timeout:.2f}s", sent) from None
         except httpx.TransportError as exc:
-            raise Failed(f"{type(exc).__name__}: {exc}", sent) from None
+            # A TLS alert (e.g. our certificate refused) stops a request before etcd sees it.
+            refused = caused_by(exc, ssl.SSLError)
+            raise Failed(f"{'TLS refused' if refused else type(exc).__name__}: {exc}", sent and not refused) from None
 
     def bad_status(self, endpoint: str, response: httpx.Response, what: str, quote: bool = True) -> Exception:
         status = response.status_code
@@ -278,7 +280,9 @@ class Connection:
             raise Failed(f"authenticate: {describe(*error)}", sent=False)
         elif error is not None:
             raise error_for("authenticate", endpoint, *error)
-        else:  # never quote this body: a 200 may hold a token
+        elif response.status_code == 200:  # never quote this body: it may hold a token
+            raise EtcdError(f"etcd {endpoint}: authenticate answered without a token", endpoint)
+        else:
             raise self.bad_status(endpoint, response, "authenticate", quote=False)
         with self._lock:
             self._token = token
@@ -288,6 +292,17 @@ class Connection:
         with self._lock:
             if self._token == token or not token:
                 self._token = None
+
+
+def caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx error <- httpcore error <- the original
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def remaining(until: float) -> float:

@@ -84,6 +84,8 @@ class Watch:
                     self.next_revision = max(self.next_revision, revision_of(result) + 1)
                 for index, event in enumerate(events):
                     following = events[index + 1].kv.mod_revision if index + 1 < len(events) else None
+                    if self._closed:
+                        return
                     if following != event.kv.mod_revision:  # the last event of its revision
                         self.next_revision = max(self.next_revision, event.kv.mod_revision + 1)
                     yield event
@@ -94,6 +96,8 @@ class Watch:
 
     def next_result(self) -> dict[str, Any] | None:
         """The next message's ``result``; None when closed or timed out."""
+        if self._closed:
+            return None
         try:
             line = ""
             while not line.strip():

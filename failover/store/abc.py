@@ -11,9 +11,16 @@ Contract every backend keeps:
 * ``audit()`` appends; entries are never rewritten. ``history()`` returns them oldest first.
 * Observations (streaks, region verdicts) are kept per observer, so that with a shared store
   each coordinator's view is one vote in the quorum.
-* ``is_leader()`` says whether this observer may act now. A backend without leases (sqlite on
-  one machine) answers True: concurrent writers there are fenced by ``put_state`` and by the
-  adapters' markers.
+* Leadership: ``campaign(observer)`` renews this process's lease and takes or keeps the
+  leader key; ``leading()`` returns the fencing token while this process may act *now*, else
+  None. The token only grows from one leader to the next (etcd: the leader key's create
+  revision) and goes into the DNS marker, so an adapter refuses a writer whose token is older
+  than the live marker's. ``leading()`` turns None at a local deadline computed from when the
+  last successful keepalive was *sent*, before the lease can have expired at the server. A
+  backend without leases (sqlite on one machine) always leads with token 0: concurrent writers
+  there are fenced by ``put_state`` and by the adapters' markers.
+* Observations and membership live under the process's lease where the backend has leases,
+  so a dead observer's report disappears with it.
 * Calls finish within the backend's timeout or raise ``StoreError``; on ``StoreError`` the
   caller changes no traffic.
 """
@@ -82,9 +89,25 @@ class Store(ABC):
     @abstractmethod
     def history(self, domain: str | None = None, limit: int | None = None) -> list[AuditEntry]: ...
 
-    # -- leadership --------------------------------------------------------------------------
-    def is_leader(self, observer: str, ttl: float) -> bool:
-        return True
+    # -- leadership and membership -------------------------------------------------------------
+    def campaign(self, observer: str) -> int | None:
+        """Renew this process's lease, take or keep the leader key; the token while leading."""
+        return 0
+
+    def leading(self) -> int | None:
+        """The fencing token while this process may act now; None when it may not."""
+        return 0
+
+    def resign(self) -> None:  # noqa: B027 - optional hook
+        """Give the leader key up at once (a clean shutdown), so another coordinator takes over."""
+
+    def leader(self) -> str | None:
+        """Who leads now (for ``status``); None when nobody does or the backend has no leader."""
+        return None
+
+    def members(self) -> dict[str, float]:
+        """Observers whose session is alive now: name -> when they last renewed it (unix time)."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -156,6 +156,6 @@ def test_built_from_a_policy_block(stand: CloudDnsStand) -> None:
             "kind": "clouddns", "project": stand.server.project, "managed_zone": stand.zone,
             "endpoint": stand.server.endpoint + "/", "ttl": 45, "timeout": "2s"}]}],
     })
-    adapter = build_adapter(policy.domains[0].traffic[0], stand.domain)
+    adapter = build_adapter(policy.domains[0].traffic[0], stand.domain, policy)
     assert isinstance(adapter, CloudDnsAdapter) and adapter.endpoint == stand.server.endpoint and adapter.ttl == 45
     assert "example.com." in adapter.check_access()

@@ -24,7 +24,7 @@ from botocore.exceptions import ReadTimeoutError
 
 from failover.adapters import build_adapter
 from failover.adapters.abc import Desired
-from failover.adapters.eip import EipAdapter, Target
+from failover.adapters.eip import EipAdapter, EipExtra, Target
 from failover.errors import AdapterError, LostRace, PolicyError
 from failover.policy import parse_policy
 from tests.contract.conftest import EAST, WEST, closed_port, desired, reconcile
@@ -89,7 +89,7 @@ def healthy(*names: str, primary: str = EAST) -> Desired:
 def test_first_association_goes_to_the_first_healthy_replica(fleet: Fleet) -> None:
     adapter = fleet.adapter()
     live = adapter.read()
-    assert live.addresses == () and live.extra["association_id"] is None
+    assert live.addresses == () and live.extra_as(EipExtra).association_id is None
     changes = reconcile(adapter, healthy("a", "b", "c"))
     assert changes and "unassociated -> a" in changes[0]
     assert fleet.holder() == "a" and fleet.moves() == (0, 1)
@@ -269,7 +269,8 @@ def test_built_from_the_policy_file(fleet: Fleet, tmp_path: Path) -> None:
     from failover.policy import load_policy
 
     policy = load_policy(path)
-    adapter = build_adapter(policy.domains[0].traffic[1], "api.example.com", policy.source)
+    path.unlink()  # the adapter takes the gateway map from the loaded policy, not from the file again
+    adapter = build_adapter(policy.domains[0].traffic[1], "api.example.com", policy)
     assert isinstance(adapter, EipAdapter) and adapter.region == EAST and adapter.aws_region == EAST
     assert [(t.gateway, t.address) for t in adapter.targets] == [("b", ADDRS["b"]), ("a", ADDRS["a"])]
     reconcile(adapter, healthy("a", "b"))

@@ -291,7 +291,7 @@ def _policy(traffic: dict[str, Any]) -> Any:
 def test_policy_block_sets_retry_mode_and_endpoint_comes_from_the_environment(aws_env: Moto) -> None:
     policy = _policy({"kind": "route53", "hosted_zone_id": "/hostedzone/Z0123", "retry_mode": "adaptive",
                       "max_attempts": 3, "timeout": "4s"})
-    adapter = build_adapter(policy.domains[0].traffic[0], "api.example.com")
+    adapter = build_adapter(policy.domains[0].traffic[0], "api.example.com", policy)
     assert isinstance(adapter, Route53Adapter) and adapter.zone_id == "Z0123"
     config = adapter.client.meta.config
     assert config.retries["mode"] == "adaptive" and config.retries["total_max_attempts"] == 3

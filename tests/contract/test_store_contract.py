@@ -142,7 +142,7 @@ def test_racing_handles_exactly_one_wins_each_round(store_stand: StoreStand) -> 
         return handle.put_state(DomainState(D1, primary=f"r{me}", epoch=(base or 0) + 1, reason=f"by {me}"), base)
 
     with ThreadPoolExecutor(max_workers=len(contenders)) as pool:
-        for _round in range(10):
+        for _round in range(30):
             barrier = threading.Barrier(len(contenders))
             futures = [pool.submit(race, me, h, barrier, expect) for me, h in enumerate(contenders)]
             won = [me for me, future in enumerate(futures) if future.result(timeout=JOIN)]

@@ -7,11 +7,14 @@ import time
 
 import dns.zone
 import pytest
+import yaml
 
+from failover.adapters import build_adapter
 from failover.adapters.abc import Desired
 from failover.adapters.rfc2136 import Rfc2136Adapter
 from failover.adapters.zonefile import ZonefileAdapter
 from failover.errors import AdapterError, LostRace, UsageError
+from failover.policy import load_policy
 
 DOMAIN = "refused.example.com"
 
@@ -116,13 +119,36 @@ def test_losing_a_race_to_the_same_decision_counts_as_in_sync(tmp_path):
     twin = ZonefileAdapter("api.example.com", tmp_path / "z.zone", "example.com.")
     twin.apply(twin.plan(twin.read(), Desired("api.example.com", "east", 1, ("127.0.0.11",), 30, "daemon", 1)))
 
-    outcome = coordinator._reconcile(zone, stale, state, ("127.0.0.11",), {}, apply=True)
+    outcome = coordinator.reconciler.reconcile(zone, stale, state, ("127.0.0.11",), {}, apply=True)
     assert outcome.action == "noop" and "applied the same decision first" in outcome.detail
     assert [e.kind for e in coordinator.store.history()] == ["applying", "lost_race"]
 
     other = DomainState("api.example.com", "east", None, 1)
     stale = zone.read()
     twin.apply(twin.plan(twin.read(), Desired("api.example.com", "west", 2, ("127.0.0.21",), 30, "daemon", 2)))
-    lost = coordinator._reconcile(zone, stale, other, ("127.0.0.13",), {}, apply=True)
+    lost = coordinator.reconciler.reconcile(zone, stale, other, ("127.0.0.13",), {}, apply=True)
     assert lost.action == "lost_race"  # the other writer decided later: reported, not overwritten
     assert zone.read().addresses == ("127.0.0.21",)
+
+
+def test_built_from_the_policy_with_paths_relative_to_its_file(tmp_path, monkeypatch):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "policy.yaml").write_text(yaml.safe_dump({
+        "service": "s", "observer": "east",
+        "regions": [{"name": "east", "gateways": [{"name": "e1", "address": "127.0.0.11"}]}],
+        "domains": [{"name": "api.example.com", "checks": [{"kind": "tcp", "port": 1}], "traffic": [
+            {"kind": "zonefile", "path": "zones/api.zone", "zone": "example.com.", "ttl": 45},
+            {"kind": "rfc2136", "server": "127.0.0.1:5353", "zone": "example.com.", "ttl": 20},
+        ]}],
+    }))
+    monkeypatch.chdir(tmp_path)  # relative to the policy file, not to where the command runs
+    policy = load_policy(folder / "policy.yaml")
+    zone_block, rfc_block = policy.domains[0].traffic
+    zone = build_adapter(zone_block, "api.example.com", policy)
+    assert isinstance(zone, ZonefileAdapter) and zone.ttl == 45
+    assert zone.path == folder.resolve() / "zones" / "api.zone"
+    rfc = build_adapter(rfc_block, "api.example.com", policy)
+    assert isinstance(rfc, Rfc2136Adapter) and (rfc.server, rfc.port, rfc.ttl) == ("127.0.0.1", 5353, 20)
+    with pytest.raises(TypeError, match="expected a ZonefileTraffic block, got a rfc2136 block"):
+        ZonefileAdapter.from_policy(rfc_block, "api.example.com", policy)
