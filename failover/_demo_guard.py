@@ -80,7 +80,11 @@ async def wait_until(
 
 async def _bounded(step: Awaitable[T], timeout: float) -> tuple[bool, asyncio.Future[T]]:
     task = asyncio.ensure_future(step)
-    done, _ = await asyncio.wait({task}, timeout=max(timeout, 0.0))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(timeout, 0.0))
+    except asyncio.CancelledError:  # Ctrl-C: the step goes too
+        task.cancel()
+        raise
     if not done:
         task.cancel()  # not awaited: a task that ignores it must not hold us
     return bool(done), task

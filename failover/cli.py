@@ -98,7 +98,11 @@ def main(verbose: bool, log_format: str) -> None:
 @handle_errors
 def validate(policy_path: str | None) -> None:
     """Check the policy file and the credentials it names; change nothing."""
+    from failover.policy import policy_warnings
+
     policy = load_policy(policy_path)
+    for warning in policy_warnings(policy):  # valid but risky: said, and the exit code stays 0
+        click.echo(f"warning: {warning}", err=True)
     from failover.app import build_adapters
 
     failures = 0
@@ -305,7 +309,7 @@ def history(domain: str | None, limit: int | None, policy_path: str | None, as_j
     policy = load_policy(policy_path)
     from failover.store import open_store
 
-    store = open_store(policy.state.url)
+    store = open_store(policy.state, policy.observer)
     try:
         entries = store.history(policy.domain(domain).name if domain else None, limit)
     finally:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -45,6 +46,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._scheduler: AsyncIOScheduler | None = None
         self._evaluator: asyncio.Task[None] | None = None
+        self._shared: list[asyncio.Task[None]] = []
 
     @property
     def ready(self) -> bool:
@@ -79,6 +81,11 @@ class Daemon:
         scheduler.start()
         self._scheduler = scheduler
         self._evaluator = asyncio.create_task(self._evaluate_forever(), name="evaluator")
+        if self.policy.state.backend == "etcd":  # coordinators in other regions share the store
+            self._shared = [
+                asyncio.create_task(self._lead_forever(), name="leadership"),
+                asyncio.create_task(self._watch_forever(), name="store-watch"),
+            ]
         log.info("daemon started: %d probes, reconcile every %gs", len(self.app.probes), self.reconcile_interval)
 
     def request_evaluation(self) -> None:
@@ -101,6 +108,37 @@ class Daemon:
                     hook()
         except FailoverError as exc:
             log.error("cannot record probe result: %s", exc)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _lead_forever(self) -> None:
+        """Renew the lease every ``loop_wait``; taking or losing the leadership re-evaluates."""
+        token: int | None = None
+        while not self._stopping.is_set():
+            try:
+                now = await asyncio.to_thread(self.coordinator.campaign)
+            except FailoverError as exc:  # keep the lease's local deadline; never act on a guess
+                log.warning("cannot renew the leader lease: %s", exc)
+                now = self.coordinator.store.leading()
+            if now != token:
+                token = now
+                self.request_evaluation()
+            await self._pause(self.policy.state.loop_wait)
+
+    async def _watch_forever(self) -> None:
+        """Another coordinator's report, an operator's intent, a new decision: evaluate now."""
+        wait = self.policy.state.loop_wait
+        while not self._stopping.is_set():
+            try:
+                changed = await asyncio.to_thread(self.coordinator.store.wait_for_change, wait)
+            except FailoverError as exc:
+                log.warning("cannot watch the store: %s", exc)
+                await self._pause(wait)
+                continue
+            if changed:
+                self.request_evaluation()
 
     async def _evaluate_forever(self) -> None:
         while not self._stopping.is_set():
@@ -131,6 +169,8 @@ class Daemon:
         self._dirty.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        for task in self._shared:
+            task.cancel()
         if self._evaluator is not None:
             try:
                 await asyncio.wait_for(self._evaluator, 30)

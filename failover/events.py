@@ -11,6 +11,8 @@ metrics count them, the alerts decide which ones to tell people about.
     ├── DecisionHeld         a decision explains why traffic did NOT move (hold, fail static, waiting)
     ├── MarkerAdopted        a newer marker written by a coordinator sharing no store was adopted
     ├── RegionDown / RegionUp   the quorum verdict on a region changed (not audited: it is health)
+    ├── QuorumLost / QuorumRegained   fewer fresh reports than a majority of the voters, and back
+    ├── LeaderChanged        this process took or lost the leadership
     ├── OverrideSet / OverrideReleased / OverrideExpired
     ├── DrainSet / DrainCleared
     ├── ApiCalled            an accepted admin API call, with who and why
@@ -74,6 +76,29 @@ class RegionDown(Event):
 class RegionUp(Event):
     region: str
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuorumLost(Event):
+    """Fewer fresh reports than a majority of the voters: nothing moves automatically."""
+
+    reporting: tuple[str, ...]
+    voters: tuple[str, ...]
+    needed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuorumRegained(Event):
+    reporting: tuple[str, ...]
+    voters: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaderChanged(Event):
+    """This process became the leader (``token`` set) or stopped leading (``token`` None)."""
+
+    leader: str | None
+    token: int | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +214,19 @@ def describe(event: Event) -> str:
             return event.detail
         case CertificateExpiring() | ProbeWarning():
             return event.detail
+        case QuorumLost():
+            return (
+                f"no quorum: {len(event.reporting)}/{len(event.voters)} observers reporting "
+                f"({', '.join(event.reporting) or 'none'}), {event.needed} needed: nothing moves automatically"
+            )
+        case QuorumRegained():
+            return f"quorum back: {len(event.reporting)}/{len(event.voters)} observers reporting"
+        case LeaderChanged():
+            return (
+                f"{event.observer} leads (fencing token {event.token})"
+                if event.token is not None
+                else f"{event.observer} no longer leads"
+            )
         case RegionDown() | RegionUp():
             return f"{event.region}: {event.reason}"
     raise TypeError(f"no audit sentence for {type(event).__name__}")

@@ -153,6 +153,10 @@ class Snapshot:
     health: dict[str, dict[str, RegionHealth]]  # domain -> region -> verdict (quorum-merged)
     overrides: dict[str, Override]
     drained: frozenset[str]
+    # domain -> region -> observer -> that observer's verdict (the votes behind ``health``)
+    votes: dict[str, dict[str, dict[str, Status]]] = field(default_factory=dict)
+    voters: tuple[str, ...] = ()  # the configured voters; empty: whoever reports votes (sqlite)
+    reporting: tuple[str, ...] = ()  # observers with a fresh report in this snapshot
 
 
 class AdapterAction(StrEnum):

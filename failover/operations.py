@@ -33,6 +33,9 @@ def status(coordinator: Coordinator, snap: Snapshot | None = None) -> dict[str, 
                 "reason": verdict.reason,
                 "since": iso(verdict.since),
                 "gateways": {gw.name: str(snap.gateways[domain.name][gw.name][0]) for gw in region.gateways},
+                "observers_down": sorted(
+                    o for o, seen in snap.votes.get(domain.name, {}).get(region.name, {}).items() if seen is Status.DOWN
+                ),
             }
         domains[domain.name] = {
             "primary": state.primary if state else None,
@@ -51,7 +54,15 @@ def status(coordinator: Coordinator, snap: Snapshot | None = None) -> dict[str, 
             },
             "regions": regions,
         }
-    return {"service": policy.service, "observer": policy.observer, "domains": domains}
+    result: dict[str, Any] = {"service": policy.service, "observer": policy.observer, "domains": domains}
+    if policy.state.backend == "etcd":  # coordinators in several regions share this store
+        store = coordinator.store
+        members = store.members()
+        result["leader"] = store.leader()
+        result["observers"] = {
+            name: {"alive": name in members, "last_seen": iso(members.get(name))} for name in policy.voters
+        }
+    return result
 
 
 def _domains(coordinator: Coordinator, domain: str | None) -> list[str]:

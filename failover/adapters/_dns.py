@@ -100,8 +100,8 @@ def marker_to_write(plan: Plan) -> str:
 class DnsAdapter(Adapter):
     """Base of the DNS adapters: the records and the marker ``_failover.<domain>`` beside them."""
 
-    # who holds the records, for the verify message: "the server serves", "Route 53 holds"
-    holder: ClassVar[str]
+    # what reading back consults, for the verify message: "the server serves", "Route 53 holds"
+    readback: ClassVar[str]
 
     # -- plan ------------------------------------------------------------------------------------
 
@@ -141,7 +141,7 @@ class DnsAdapter(Adapter):
     def verify(self, desired: Desired) -> None:
         problems = self.verify_problems(self.read(), desired)
         if problems:
-            raise VerifyError(f"{self.name}: after the change {self.holder} {'; '.join(problems)}")
+            raise VerifyError(f"{self.name}: after the change {self.readback} {'; '.join(problems)}")
 
     def landed(self, desired: Desired, written: str) -> bool:
         """After a refused retry: True when a fresh read shows exactly our change (the first

@@ -72,7 +72,7 @@ class _TimeoutSession:
 
 class CloudDnsAdapter(RecordsAdapter):
     kind = "clouddns"
-    holder = "Cloud DNS holds"
+    readback = "Cloud DNS holds"
 
     def __init__(
         self,

@@ -53,7 +53,7 @@ class Rfc2136Extra(LiveExtra):
 
 class Rfc2136Adapter(DnsAdapter):
     kind = "rfc2136"
-    holder = "the server serves"
+    readback = "the server serves"
 
     def __init__(
         self,

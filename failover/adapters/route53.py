@@ -55,7 +55,7 @@ def _decode_name(name: str) -> str:
 
 class Route53Adapter(RecordsAdapter):
     kind = "route53"
-    holder = "Route 53 holds"
+    readback = "Route 53 holds"
 
     def __init__(
         self,

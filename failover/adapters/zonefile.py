@@ -4,7 +4,8 @@ The fence is the marker inside the file, compared under an exclusive ``flock`` o
 beside it; the new text goes to a temporary file in the same directory, is fsynced, and
 replaces the old one with ``os.replace`` (atomic on POSIX), so a server reading the file sees
 the old zone or the new one, never half of one. The SOA serial goes up with each rewrite.
-A missing file is created with a minimal SOA and NS.
+A missing file is created with a minimal SOA and NS; a path that cannot be read (a directory,
+no permission) is an error, never taken for an empty zone.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from failover.policy import Policy, Traffic, ZonefileTraffic, resolve_relative
 
 class ZonefileAdapter(DnsAdapter):
     kind = "zonefile"
-    holder = "the file holds"
+    readback = "the file holds"
 
     def __init__(
         self, domain: str, path: str | Path, zone: str, ttl: int = 30, reload_command: list[str] | None = None
@@ -77,16 +78,20 @@ class ZonefileAdapter(DnsAdapter):
 
     def _load(self) -> dns.zone.Zone:
         try:
-            file = open(self.path, encoding="utf-8")  # noqa: SIM115 - closed below; a failed open and a failed parse differ
+            text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return self._new_zone()  # not written yet: the first publish creates it
+        except UnicodeDecodeError as exc:
+            raise AdapterError(f"{self.name}: cannot parse {self.path}: {exc}") from None
         except OSError as exc:  # a directory, a path through a file, no permission: not "empty"
             raise AdapterError(f"{self.name}: cannot read {self.path}: {exc.strerror}") from None
-        with file:
-            try:
-                return dns.zone.from_file(file, origin=self.origin, relativize=True, check_origin=True)
-            except (OSError, dns.exception.DNSException) as exc:
-                raise AdapterError(f"{self.name}: cannot parse {self.path}: {exc}") from None
+        try:
+            return dns.zone.from_text(
+                text, origin=self.origin, relativize=True, filename=str(self.path), allow_include=True,
+                check_origin=True,
+            )
+        except (OSError, dns.exception.DNSException) as exc:
+            raise AdapterError(f"{self.name}: cannot parse {self.path}: {exc}") from None
 
     def _live(self, zone: dns.zone.Zone) -> Live:
         addresses: list[str] = []

@@ -37,6 +37,8 @@ TITLES: dict[str, str] = {
     "adapter_error": "Traffic change failed",
     "lost_race": "Lost a race to another coordinator",
     "certificate_expiring": "Certificate expiring",
+    "quorum_lost": "Quorum of observers lost",
+    "leader_changed": "Leader changed",
 }
 
 

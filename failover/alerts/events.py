@@ -170,6 +170,25 @@ class Notifier:
                     severity="warning",
                     key=f"certificate_expiring:{scope}:{event.gateway}",
                 )
+            case ev.QuorumLost():
+                return self._event(
+                    "quorum_lost",
+                    f"only {len(event.reporting)}/{len(event.voters)} observers reporting: nothing moves automatically",
+                    event.at,
+                    reason=ev.describe(event),
+                    severity="critical",
+                    key="quorum_lost",
+                    resets=("quorum_regained",),
+                )
+            case ev.LeaderChanged():
+                return self._event(
+                    "leader_changed",
+                    ev.describe(event),
+                    event.at,
+                    reason=ev.describe(event),
+                    severity="info",
+                    key=f"leader_changed:{event.observer}:{event.token}",
+                )
             case ev.RegionDown():
                 return self._event(
                     "region_down",

@@ -67,7 +67,11 @@ class Coordinator:
         self.reconciler = Reconciler(self.ctx)
         self._evaluating = threading.Lock()  # one evaluation at a time (daemon, API, reconcile)
         self._verdicts: dict[tuple[str, str], Status] = {}  # last merged verdicts, for RegionDown/Up
-        self._stored: dict[str, DomainState | None] = {}  # what the store held, before our first decision
+        self._stored: dict[str, DomainState | None] = {}
+        self._quorum: bool | None = None  # the voters had a majority of fresh reports last time
+        self._token: int | None = (
+            None  # our fencing token last time we campaigned  # what the store held, before our first decision
+        )
 
     # -- what the faces use ------------------------------------------------------------------
     @property
@@ -143,7 +147,10 @@ class Coordinator:
             now = self.clock()
             self.decisions.expire_overrides(now)
             snap = self.observations.snapshot(now, publish=True)
+            self._tell_quorum(snap)
             self._tell_region_changes(snap)
+            if apply and self.store.leading() is None:
+                self.campaign()  # a cron run, or a daemon between its renewals
             names = [d.name for d in self.policy.domains if domains is None or d.name in domains]
             if len(names) <= 1:
                 return [self._evaluate_domain(name, snap, apply) for name in names]
@@ -157,6 +164,28 @@ class Coordinator:
                     for name in names
                 ]
                 return [future.result() for future in futures]
+
+    def _tell_quorum(self, snap: Snapshot) -> None:
+        if not snap.voters:
+            return
+        needed = len(snap.voters) // 2 + 1
+        fine = len(snap.reporting) >= needed
+        if fine == self._quorum:
+            return
+        before, self._quorum = self._quorum, fine
+        if not fine:
+            self.emit(ev.QuorumLost, at=snap.now, reporting=snap.reporting, voters=snap.voters, needed=needed)
+        elif before is False:
+            self.emit(ev.QuorumRegained, at=snap.now, reporting=snap.reporting, voters=snap.voters)
+
+    def campaign(self) -> int | None:
+        """Renew this process's lease and take or keep the leadership; tell when it changes."""
+        token = self.store.campaign(self.observer)
+        if token != self._token:
+            previous, self._token = self._token, token
+            if token is not None or previous is not None:
+                self.emit(ev.LeaderChanged, leader=self.observer if token is not None else None, token=token)
+        return token
 
     def _tell_region_changes(self, snap: Snapshot) -> None:
         for domain, regions in snap.health.items():

@@ -61,6 +61,12 @@ def _kind_and_data(event: ev.Event) -> tuple[str, dict[str, object]]:
             return "lost_race", {"adapter": event.adapter}
         case ev.CertificateExpiring() | ev.ProbeWarning():
             return "warning", {"gateway": event.gateway}
+        case ev.QuorumLost():
+            return "quorum_lost", {"reporting": list(event.reporting), "needed": event.needed}
+        case ev.QuorumRegained():
+            return "quorum_regained", {"reporting": list(event.reporting)}
+        case ev.LeaderChanged():
+            return "leader", {"leader": event.leader, "token": event.token}
     raise TypeError(f"no audit entry for {type(event).__name__}")
 
 

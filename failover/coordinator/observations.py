@@ -145,6 +145,14 @@ class Observations:
             self._own = own  # in memory only: keeps each verdict's ``since``
         return gateways, own
 
+    def voters(self) -> list[str] | None:
+        """The configured voters, with a shared store or an explicit ``observers`` list; None
+        for one machine's sqlite store, where the observers that report are the vote."""
+        policy = self.ctx.policy
+        if policy.state.backend == "etcd" or policy.observers is not None:
+            return policy.voters
+        return None
+
     # -- the store ---------------------------------------------------------------------------
     def publish(self, own: Own, now: float) -> None:
         """This observer's vote, written once per evaluation."""
@@ -161,12 +169,25 @@ class Observations:
             self.publish(own, now)
         views = ctx.store.all_region_health(now - ctx.freshness()) if ctx.persist else {}
         views[ctx.observer] = own
+        voters = self.voters()
         merged: dict[str, dict[str, RegionHealth]] = {}
         for domain in ctx.policy.domains:
             merged[domain.name] = {}
             for region in ctx.policy.regions:
                 key = (domain.name, region.name)
                 votes = {obs: v[key] for obs, v in views.items() if key in v}
-                merged[domain.name][region.name] = health.quorum_verdict(votes)
+                if voters is None:  # one machine's store: whoever reports is the vote
+                    merged[domain.name][region.name] = health.quorum_verdict(votes)
+                else:
+                    merged[domain.name][region.name] = health.voters_verdict(votes, voters, region.name)
+        ballots = {
+            d.name: {
+                r.name: {o: v[(d.name, r.name)].status for o, v in views.items() if (d.name, r.name) in v}
+                for r in ctx.policy.regions
+            }
+            for d in ctx.policy.domains
+        }
         drained = frozenset(ctx.store.drains())
-        return Snapshot(now, gateways, merged, ctx.store.overrides(), drained)
+        reporting = tuple(sorted(o for o in views if voters is None or o in voters))
+        overrides = ctx.store.overrides()
+        return Snapshot(now, gateways, merged, overrides, drained, ballots, tuple(voters or ()), reporting)

@@ -118,21 +118,28 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _duration_defaults(node: Any) -> None:
-    """Show duration defaults as the strings a file must hold (``"2s"``), not as seconds."""
+def _duration_defaults(node: Any, defs: dict[str, Any]) -> None:
+    """Show duration defaults as the strings a file must hold (``"2s"``), not as seconds: on
+    each duration field, and inside a block's default (``state: {ttl: "10s", ...}``)."""
     if isinstance(node, dict):
         if node.get("pattern") == DURATION_PATTERN and isinstance(node.get("default"), int | float):
             node["default"] = format_duration(float(node["default"]))
+        ref, default = node.get("$ref"), node.get("default")
+        if isinstance(ref, str) and isinstance(default, dict):
+            fields = defs.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
+            for key, value in default.items():
+                if fields.get(key, {}).get("pattern") == DURATION_PATTERN and isinstance(value, int | float):
+                    default[key] = format_duration(float(value))
         for value in node.values():
-            _duration_defaults(value)
+            _duration_defaults(value, defs)
     elif isinstance(node, list):
         for value in node:
-            _duration_defaults(value)
+            _duration_defaults(value, defs)
 
 
 def json_schema() -> str:
     schema = Policy.model_json_schema(mode="validation")
-    _duration_defaults(schema)
+    _duration_defaults(schema, schema.get("$defs", {}))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "failover policy"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"

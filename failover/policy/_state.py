@@ -72,7 +72,7 @@ def _host_port(text: str) -> tuple[str, int]:
             raise ValueError(f"'{text}' is not [IPv6]:port")
         port = rest[1:] if rest else None
     elif text.count(":") > 1:
-        raise ValueError(f"'{text}': put an IPv6 address in brackets, e.g. [{text}]:{ETCD_DEFAULT_PORT}")
+        raise ValueError(f"'{text}': put an IPv6 address in brackets, e.g. [2001:db8::1]:{ETCD_DEFAULT_PORT}")
     else:
         host, colon, after = text.partition(":")
         port = after if colon else None

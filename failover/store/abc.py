@@ -109,5 +109,11 @@ class Store(ABC):
         """Observers whose session is alive now: name -> when they last renewed it (unix time)."""
         return {}
 
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block up to ``timeout`` for another process's change that calls for a new evaluation
+        (a report, an override, a drain, a decision, the leader key); True when one came. A
+        store no other coordinator writes to has nothing to wait for."""
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

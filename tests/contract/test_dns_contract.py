@@ -134,7 +134,7 @@ def test_a_newer_leaders_token_is_never_overwritten(stand: Stand) -> None:
     sent = stand.change_requests()
 
     # re-read: the plan refuses to act under our older token, even for the decision they published
-    with pytest.raises(LostRace, match="holds fencing token 7.*newer than our token 3"):
+    with pytest.raises(LostRace, match=r"holds fencing token 7.*newer than our token 3"):
         ours.plan(ours.read(), ours_later)
     with pytest.raises(LostRace, match="fencing token 7"):
         ours.plan(ours.read(), desired(stand.domain, WEST, 2, WEST_ADDRS, by=WEST, at=1_700_000_200, token=3))

@@ -9,11 +9,13 @@ signalled, by their pid, and every one is waited for.
 In CI a missing ``etcd`` fails the test run; elsewhere the tests skip and say what to install
 (Debian's etcd-server, 3.4, gives ``/usr/bin/etcd``).
 
-Fixtures (import them into a test module, ``# noqa: F401``, as with ``moto_server``):
+Fixtures (a test module says ``pytest_plugins = ["tests.support.etcd"]``):
 
 * ``etcd_server``: one member, per module.
 * ``etcd_cluster``: three members, started once per module (``etcd_cluster_shared``) and
   healed before each test (paused members resumed, stopped ones restarted, all healthy).
+* ``etcd_factory``: ``etcd_factory(size=1, tls=False, extra_args=())`` starts a cluster of
+  one's own (auth, TLS, odd flags), stopped when the test ends.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -331,3 +333,17 @@ def etcd_cluster_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Et
 def etcd_cluster(etcd_cluster_shared: EtcdCluster) -> EtcdCluster:
     etcd_cluster_shared.heal()
     return etcd_cluster_shared
+
+
+@pytest.fixture
+def etcd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., EtcdCluster]]:
+    started: list[EtcdCluster] = []
+
+    def start(size: int = 1, tls: bool = False, extra_args: tuple[str, ...] = ()) -> EtcdCluster:
+        cluster = start_etcd(tmp_path_factory.mktemp("etcd"), size, tls=tls, extra_args=extra_args)
+        started.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.close()

@@ -91,7 +91,7 @@ def test_a_higher_live_token_is_a_lost_race_naming_both_tokens(adapter: Zonefile
 
 
 def test_a_newer_live_epoch_is_still_a_lost_race(adapter: ZonefileAdapter) -> None:
-    with pytest.raises(LostRace, match="holds epoch 3 .*newer than our epoch 2"):
+    with pytest.raises(LostRace, match=r"holds epoch 3 .*newer than our epoch 2"):
         adapter.plan(live(OLD_FORM + " token=5"), desired(epoch=2, token=5))
     with pytest.raises(LostRace, match="newer than our epoch 2"):
         adapter.plan(live(OLD_FORM), desired(epoch=2, token=9))  # a higher token does not undo the epoch rule
