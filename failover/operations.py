@@ -9,6 +9,7 @@ from typing import Any
 
 from failover import events as ev
 from failover.coordinator import Coordinator
+from failover.coordinator.handover import wait_for_leader
 from failover.errors import FailoverError, UsageError
 from failover.model import DomainOutcome, Drain, Override, Snapshot, Status, effective_override, iso
 
@@ -71,6 +72,17 @@ def _domains(coordinator: Coordinator, domain: str | None) -> list[str]:
     return [coordinator.policy.domain(domain).name]
 
 
+def _settle(coordinator: Coordinator, domains: list[str] | None = None) -> list[DomainOutcome]:
+    """Apply the recorded intent now when this process may act; else hand it to the leader."""
+    names = domains if domains is not None else [d.name for d in coordinator.policy.domains]
+    store = coordinator.store
+    if coordinator.policy.state.backend != "etcd" or store.leading() is not None:
+        return _check_outcomes(coordinator.evaluate(domains=names))
+    if store.leader() is None and coordinator.campaign() is not None:  # nobody leads: we may
+        return _check_outcomes(coordinator.evaluate(domains=names))
+    return wait_for_leader(coordinator, names)
+
+
 def _check_outcomes(outcomes: list[DomainOutcome]) -> list[DomainOutcome]:
     failed = [f"{o.decision.domain}: {a.adapter}: {a.detail}" for o in outcomes for a in o.adapters if a.action.failed]
     if failed:
@@ -115,7 +127,7 @@ def promote(
         ev.OverrideSet, at=now, domain=scope, region=region, by=by, reason=reason, until=until, force=force
     )
     coordinator.store.set_override(override)
-    return _check_outcomes(coordinator.evaluate(domains=targets))
+    return _settle(coordinator, targets)
 
 
 def release(
@@ -125,7 +137,7 @@ def release(
     dropped = coordinator.store.clear_override(key)
     if dropped is not None:
         coordinator.emit(ev.OverrideReleased, domain=None if key == "*" else key, region=dropped.region, by=by)
-    return dropped, _check_outcomes(coordinator.evaluate(domains=_domains(coordinator, domain)))
+    return dropped, _settle(coordinator, _domains(coordinator, domain))
 
 
 def drain(coordinator: Coordinator, region: str, by: str, reason: str = "maintenance") -> list[DomainOutcome]:
@@ -133,7 +145,7 @@ def drain(coordinator: Coordinator, region: str, by: str, reason: str = "mainten
     now = coordinator.clock()
     coordinator.emit(ev.DrainSet, at=now, region=region, by=by, reason=reason)
     coordinator.store.set_drain(Drain(region, reason, by, now))
-    return _check_outcomes(coordinator.evaluate())
+    return _settle(coordinator)
 
 
 def undrain(coordinator: Coordinator, region: str, by: str) -> list[DomainOutcome]:
@@ -141,7 +153,7 @@ def undrain(coordinator: Coordinator, region: str, by: str) -> list[DomainOutcom
     dropped = coordinator.store.clear_drain(region)
     if dropped is not None:
         coordinator.emit(ev.DrainCleared, region=region, by=by)
-    return _check_outcomes(coordinator.evaluate())
+    return _settle(coordinator)
 
 
 def outcomes_json(outcomes: list[DomainOutcome]) -> list[dict[str, Any]]:

@@ -33,6 +33,8 @@ class Observations:
             wanted = set(targets)
             self._streaks = {k: v for k, v in self._streaks.items() if k in wanted}
         self._own: Own = ctx.store.get_region_health(ctx.observer)
+        self._published: dict[tuple[str, str], tuple[Status, int, int]] | None = None
+        self._published_at = float("-inf")
 
     # -- recording ---------------------------------------------------------------------------
     def streak(self, key: StreakKey) -> Streak:
@@ -155,9 +157,15 @@ class Observations:
 
     # -- the store ---------------------------------------------------------------------------
     def publish(self, own: Own, now: float) -> None:
-        """This observer's vote, written once per evaluation."""
-        if self.ctx.persist:
-            self.ctx.store.put_region_health(self.ctx.observer, own, now)
+        """This observer's vote: written when a verdict changed, and refreshed well inside the
+        freshness window otherwise (other coordinators wake on every write: no idle churn)."""
+        if not self.ctx.persist:
+            return
+        verdicts = {key: (v.status, v.up, v.total) for key, v in own.items()}
+        if verdicts == self._published and now - self._published_at < self.ctx.freshness() / 3:
+            return
+        self.ctx.store.put_region_health(self.ctx.observer, own, now)
+        self._published, self._published_at = verdicts, now
 
     def snapshot(self, now: float | None = None, publish: bool = False) -> Snapshot:
         """One immutable view: this observer's verdicts merged with the other observers' fresh
@@ -167,7 +175,7 @@ class Observations:
         gateways, own = self.own_view(now)
         if publish:
             self.publish(own, now)
-        views = ctx.store.all_region_health(now - ctx.freshness()) if ctx.persist else {}
+        views = ctx.store.all_region_health(now - ctx.freshness())  # reads only: also for plan and status
         views[ctx.observer] = own
         voters = self.voters()
         merged: dict[str, dict[str, RegionHealth]] = {}

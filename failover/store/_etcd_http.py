@@ -217,6 +217,10 @@ class Connection:
         timeout = request.extensions["timeout"]["read"]
         try:
             return self.http.send(request, stream=stream)
+        except RuntimeError:
+            if self.http.is_closed:  # a call racing close(): the caller's StoreError, not httpx's
+                raise EtcdError("etcd client is closed") from None
+            raise
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise Failed(f"cannot connect ({exc or type(exc).__name__})", sent=False) from None
         except httpx.TimeoutException:

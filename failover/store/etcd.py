@@ -191,7 +191,7 @@ class EtcdStore(Store):
         entries = [codec.audit(kv.value.decode()) for kv in kvs]
         if domain is not None:
             entries = [e for e in entries if e.domain in (domain, None)]
-        return entries[-limit:] if limit else entries
+        return entries[len(entries) - limit :] if limit is not None else entries
 
     # -- leadership and membership -------------------------------------------------------------
     def campaign(self, observer: str) -> int | None:
@@ -219,7 +219,9 @@ class EtcdStore(Store):
         with watch:
             for event in watch:
                 self._watched = watch.next_revision
-                kind = event.kv.key[len(self.prefix) + 1 :].split(b"/", 1)[0]
+                kind, _, name = event.kv.key[len(self.prefix) + 1 :].partition(b"/")
+                if kind == b"health" and name == self.observer.encode():
+                    continue  # our own report
                 if kind in (b"health", b"overrides", b"drains", b"state", b"leader"):
                     return True
         self._watched = max(self._watched, watch.next_revision)

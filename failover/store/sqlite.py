@@ -117,7 +117,8 @@ class SqliteStore(Store):
         return {(d, r): codec.region_health(data) for d, r, data in rows}
 
     def put_region_health(self, observer: str, health: Mapping[tuple[str, str], RegionHealth], now: float) -> None:
-        with self._write() as db:
+        with self._write() as db:  # a report replaces the observer's last one whole, as etcd's one key does
+            db.execute("DELETE FROM region_health WHERE observer = ?", (observer,))
             db.executemany(
                 "INSERT OR REPLACE INTO region_health VALUES (?, ?, ?, ?, ?)",
                 [(observer, d, r, codec.dumps(v), now) for (d, r), v in health.items()],
@@ -172,13 +173,31 @@ class SqliteStore(Store):
         rows = self._read(sql, args)
         return [codec.audit(data) for (data,) in reversed(rows)]
 
-    # -- leadership --------------------------------------------------------------------------
-    def is_leader(self, observer: str, ttl: float) -> bool:
-        # No leases on one machine (see Store), but a closed store must not answer "act now".
+    # -- leadership: no leases on one machine (see Store), but a closed store never answers "act now"
+    def _open(self) -> None:
         with self._lock:
             if self._closed:
                 raise StoreError(f"state store {self.path} is closed")
-        return True
+
+    def campaign(self, observer: str) -> int | None:
+        self._open()
+        return 0
+
+    def leading(self) -> int | None:
+        self._open()
+        return 0
+
+    def leader(self) -> str | None:
+        self._open()
+        return None
+
+    def members(self) -> dict[str, float]:
+        self._open()
+        return {}
+
+    def wait_for_change(self, timeout: float) -> bool:
+        self._open()
+        return False
 
     def close(self) -> None:
         # Under the lock: a worker thread may still be inside a statement (a cancelled task's

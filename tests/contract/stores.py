@@ -1,21 +1,22 @@
 """Every state-store backend behind one fixture, for the store contract suite.
 
-A backend joins the suite with a ``StoreStand`` subclass and one entry in ``STANDS``:
+A backend joins the suite with a ``StoreStand`` subclass (usually just ``fresh_url``) and
+one entry in ``STANDS``; e.g. a Consul one would be:
 
-    class EtcdStand(StoreStand):
-        kind = "etcd"
+    class ConsulStand(StoreStand):
+        kind = "consul"
 
-        def __init__(self, server: Etcd) -> None:
+        def __init__(self, server: Consul) -> None:
             super().__init__()
             self.server = server
 
         def fresh_url(self) -> str:  # a new key prefix: empty, and no other test's keys under it
-            return f"etcd://127.0.0.1:{self.server.port}/contract-{next(_places)}"
+            return f"consul://127.0.0.1:{self.server.port}/contract-{next(_places)}"
 
-    STANDS["etcd"] = lambda request: EtcdStand(request.getfixturevalue("etcd_server"))
+    STANDS["consul"] = lambda request: ConsulStand(request.getfixturevalue("consul_server"))
 
-A server fixture such as ``etcd_server`` must be visible to the test module: define it here and
-add it to the test module's import line next to ``store_stand_fixture``.
+Its server fixture (``consul_server``) must be visible to the test module: list its plugin in
+the module's ``pytest_plugins`` (as ``tests.support.etcd`` is), or import it there.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from failover.errors import StoreError
 from failover.store import Store, open_store
+
+if TYPE_CHECKING:
+    from tests.support.etcd import EtcdCluster
 
 _places = itertools.count(1)
 
@@ -51,20 +56,23 @@ class StoreStand(ABC):
     def fresh_url(self) -> str:
         """A ``state.url`` naming a place no store has written to yet."""
 
-    def connect(self, url: str) -> Store:
-        """A new handle on ``url``; backends that need more than ``open_store`` override this."""
-        return open_store(url)
+    def connect(self, url: str, observer: str) -> Store:
+        """A new handle on ``url`` for the process ``observer``; backends that need more than
+        ``open_store`` override this."""
+        return open_store(url, observer)
 
     def open(self) -> Store:
         self._url = self.fresh_url()
-        return self._keep(self.connect(self._url))
+        return self._connect()
 
     def open_same(self) -> Store:
         if self._url is None:
             raise RuntimeError("open_same() before open(): there is no store to share yet")
-        return self._keep(self.connect(self._url))
+        return self._connect()
 
-    def _keep(self, store: Store) -> Store:
+    def _connect(self) -> Store:
+        assert self._url is not None
+        store = self.connect(self._url, f"handle{len(self._handles) + 1}")  # each handle its own process
         self._handles.append(store)
         return store
 
@@ -86,9 +94,24 @@ class SqliteStand(StoreStand):
         return f"sqlite:///{self.directory / f'state-{next(_places)}.db'}"
 
 
+class EtcdStand(StoreStand):
+    """A fresh key prefix on the module's etcd (``etcd_server`` from tests.support.etcd)."""
+
+    kind = "etcd"
+
+    def __init__(self, server: EtcdCluster) -> None:
+        super().__init__()
+        self.server = server
+
+    def fresh_url(self) -> str:
+        hosts = ",".join(endpoint.removeprefix("http://") for endpoint in self.server.endpoints)
+        return f"etcd://{hosts}/contract-{next(_places)}"
+
+
 # kind -> how to build its stand (with whatever server fixtures it needs, via the request)
 STANDS: dict[str, Callable[[pytest.FixtureRequest], StoreStand]] = {
     "sqlite": lambda request: SqliteStand(request.getfixturevalue("tmp_path")),
+    "etcd": lambda request: EtcdStand(request.getfixturevalue("etcd_server")),
 }
 
 

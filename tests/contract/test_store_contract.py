@@ -1,8 +1,9 @@
-"""One contract, every state-store backend (sqlite today; etcd joins through tests/contract/stores.py).
+"""One contract, every state-store backend (sqlite and etcd; the stands are in tests/contract/stores.py).
 
 What the coordinators rely on, whatever holds the state: ``put_state`` is a compare-and-set on
 the domain's epoch, so of any number of writers racing on one epoch exactly one records a
-change; observations stay apart per observer and stale ones drop out of the quorum; the audit
+change; observations stay apart per observer, a report replaces its observer's last one, and
+stale reports drop out of the quorum; the audit
 log keeps every entry, in the order written, across handles; an expiring override is removed
 only while it is still the same override; after ``close()`` every call is a ``StoreError``;
 and every model type comes back from another handle exactly as it went in.
@@ -31,6 +32,8 @@ from failover.model import AuditEntry, DomainState, Drain, Override, RegionHealt
 from failover.store import Store
 from tests.contract.stores import StoreStand, store_fixture, store_stand_fixture  # noqa: F401  (fixtures)
 
+pytest_plugins = ["tests.support.etcd"]  # etcd_server, for the etcd stand
+
 D1 = "api.example.com"
 D2 = "api.example.com.au"  # D1 is a prefix of it
 EAST, EAST2, WEST = "east", "east2", "west"  # EAST is a prefix of EAST2
@@ -52,6 +55,13 @@ def domain_state(epoch: int, primary: str = EAST, domain: str = D1) -> DomainSta
 
 def entry(i: int, domain: str | None = D1, kind: str = "elected", observer: str = EAST) -> AuditEntry:
     return AuditEntry(float(i), kind, domain, f"entry {i}", observer=observer, data={"epoch": i})
+
+
+def known_bug(request: pytest.FixtureRequest, kind: str, bug: str, raises: type[BaseException]) -> None:
+    """This test fails on one backend for a reported bug: expected to, strictly, so that the
+    fix turns it red until this line goes."""
+    if request.node.callspec.params["store_stand"] == kind:
+        request.applymarker(pytest.mark.xfail(strict=True, raises=raises, reason=f"{kind}: {bug}"))
 
 
 def same(got: object, want: object) -> bool:
@@ -189,8 +199,9 @@ def test_region_health_is_kept_per_observer(store_stand: StoreStand) -> None:
             EAST: {(D1, EAST): up, (D1, WEST): down, (D2, EAST): up},
             EAST2: {(D1, WEST): up},
         }
-    b.put_region_health(EAST, {(D1, WEST): up}, now=110.0)  # a newer verdict replaces the old one
-    assert a.get_region_health(EAST)[(D1, WEST)] == up
+    b.put_region_health(EAST, {(D1, WEST): up}, now=110.0)  # a new report replaces the last one whole
+    assert a.get_region_health(EAST) == {(D1, WEST): up}
+    assert a.get_region_health(EAST2) == {(D1, WEST): up}
 
 
 def test_all_region_health_honours_fresh_after(store_stand: StoreStand) -> None:
@@ -203,11 +214,13 @@ def test_all_region_health_honours_fresh_after(store_stand: StoreStand) -> None:
     assert a.all_region_health(fresh_after=100.5) == {EAST2: {(D1, EAST): down}}
     assert a.all_region_health(fresh_after=200.0) == {EAST2: {(D1, EAST): down}}
     assert a.all_region_health(fresh_after=200.5) == {}
-    # freshness is per verdict: one refreshed verdict does not revive the observer's older ones
+    # a stale report is still its observer's own, for its own restart
+    assert b.get_region_health(EAST) == {(D1, EAST): up}
+    # a new report replaces the old one whole: no verdict of the old one lingers, fresh or not
     a.put_region_health(EAST, {(D2, EAST): down}, now=300.0)
     assert b.all_region_health(fresh_after=250.0) == {EAST: {(D2, EAST): down}}
-    # a stale verdict is still this observer's own, for its own restart
-    assert b.get_region_health(EAST) == {(D1, EAST): up, (D2, EAST): down}
+    assert b.all_region_health(fresh_after=0.0) == {EAST: {(D2, EAST): down}, EAST2: {(D1, EAST): down}}
+    assert b.get_region_health(EAST) == {(D2, EAST): down}
 
 
 # -- operator intent ------------------------------------------------------------------------------
@@ -326,9 +339,15 @@ def test_limit_keeps_the_newest_still_oldest_first(store: Store) -> None:
     assert store.history(limit=2) == entries[3:]
     assert store.history(limit=1) == entries[4:]
     assert store.history(limit=99) == entries
-    assert store.history(limit=0) == []
     assert store.history(D1, limit=2) == [entries[2], entries[3]]
     assert store.history(D2, limit=2) == [entries[2], entries[4]]
+
+
+def test_limit_zero_is_no_entries(store: Store, request: pytest.FixtureRequest) -> None:
+    store.audit(entry(1))
+    store.audit(entry(2, None))
+    assert store.history(limit=0) == []
+    assert store.history(D1, limit=0) == []
 
 
 # -- a closed store -------------------------------------------------------------------------------
@@ -353,7 +372,11 @@ CALLS: dict[str, Callable[[Store], object]] = {
     "audit": lambda s: s.audit(entry(2)),
     "history": lambda s: s.history(),
     "history_filtered": lambda s: s.history(D1, 5),
-    "is_leader": lambda s: s.is_leader(EAST, 10.0),
+    "campaign": lambda s: s.campaign(EAST),
+    "leading": lambda s: s.leading(),
+    "leader": lambda s: s.leader(),
+    "members": lambda s: s.members(),
+    "wait_for_change": lambda s: s.wait_for_change(0.05),
 }
 
 
@@ -365,7 +388,8 @@ def test_every_call_on_a_closed_store_is_a_store_error(store_stand: StoreStand, 
     store.close()
     with pytest.raises(StoreError):
         CALLS[call](store)
-    store.close()  # closing twice is harmless
+    store.close()  # closing twice, or resigning after close (both shutdown steps), is harmless
+    store.resign()
     # what was written before close() is there for the next handle, and the refused call wrote nothing
     again = store_stand.open_same()
     assert again.get_state(D1) == domain_state(1)
@@ -373,7 +397,9 @@ def test_every_call_on_a_closed_store_is_a_store_error(store_stand: StoreStand, 
     assert (again.get_streaks(EAST), again.overrides(), again.drains()) == ({}, {}, {})
 
 
-def test_close_under_busy_threads_gives_only_store_errors(store_stand: StoreStand) -> None:
+def test_close_under_busy_threads_gives_only_store_errors(
+    store_stand: StoreStand, request: pytest.FixtureRequest
+) -> None:
     """Worker threads may still be inside a call when the daemon closes the store (a cancelled
     task's thread runs on): each call then finishes or raises StoreError, nothing else, and
     the process does not crash."""
@@ -393,7 +419,7 @@ def test_close_under_busy_threads_gives_only_store_errors(store_stand: StoreStan
                 busy.release()
         raise AssertionError("unreachable")
 
-    for _round in range(5):  # the window is narrow: one round misses it about one time in three
+    for _round in range(10):  # the window is narrow: a single round often misses it
         store, busy = store_stand.open(), threading.Semaphore(0)  # busy: released once per thread in full swing
         with ThreadPoolExecutor(max_workers=threads) as pool:
             futures = [pool.submit(hammer, store, me, busy) for me in range(threads)]
@@ -467,9 +493,7 @@ def test_domain_state_round_trips(pair: tuple[Store, Store], state: DomainState)
     ),
     NAMES,
 )
-def test_streaks_round_trip(
-    pair: tuple[Store, Store], streaks: dict[StreakKey, Streak], observer: str
-) -> None:
+def test_streaks_round_trip(pair: tuple[Store, Store], streaks: dict[StreakKey, Streak], observer: str) -> None:
     writer, reader = pair
     writer.put_streaks(observer, streaks)
     got = reader.get_streaks(observer)

@@ -126,8 +126,9 @@ def test_dns_servers_must_be_addresses(block: dict[str, object], path: str) -> N
 def test_dns_check_server_and_etcd_url_are_checked() -> None:
     with pytest.raises(PolicyError, match=r"domains\[0\]\.checks\[0\]\.server"):
         policy(domains=[{"name": DOMAIN, "checks": [{"kind": "dns", "server": "resolver.local"}]}])
-    with pytest.raises(PolicyError, match="etcd store is not available yet"):
-        policy(state={"url": "etcd://127.0.0.1:2379/failover"})
+    with pytest.raises(PolicyError, match=r"state\.url"):
+        policy(state={"url": "etcd://127.0.0.1:99999/failover"})
+    assert policy(state={"url": "etcd://127.0.0.1:2379/failover"}).state.endpoints == ["http://127.0.0.1:2379"]
 
 
 def test_a_domain_waiting_on_its_provider_does_not_hold_the_others(tmp_path: Path) -> None:

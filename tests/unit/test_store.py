@@ -1,5 +1,7 @@
-"""The embedded sqlite store: compare-and-set on epochs, round trips, the audit log, and
-several processes writing at once."""
+"""What only the sqlite store does: a file that outlives its handles, refused writes and bad
+paths, and several processes writing at once. The Store contract itself (compare-and-set,
+observations, audit order, overrides, closed-store errors, round trips) is checked over every
+backend in tests/contract/test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -9,15 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from failover.errors import StoreError, UsageError
-from failover.model import AuditEntry, DomainState, Drain, Override, RegionHealth, Status, Streak, StreakKey
+from failover.model import AuditEntry, DomainState, Drain
 from failover.store import open_store
 from failover.store.sqlite import SqliteStore
 
-D1, D2 = "api.example.com", "www.example.com"
+D1 = "api.example.com"
 
 
 @pytest.fixture
@@ -39,155 +39,11 @@ def domain_state(epoch: int, primary: str = "east", domain: str = D1) -> DomainS
     )
 
 
-# -- compare-and-set ---------------------------------------------------------------------------
-
-
-def test_put_state_is_a_compare_and_set_on_the_epoch(store: SqliteStore) -> None:
-    assert store.get_state(D1) is None
-    first = domain_state(1)
-    assert store.put_state(first, expect_epoch=None) is True
-    assert store.get_state(D1) == first
-    # a second "first write" loses and writes nothing
-    assert store.put_state(domain_state(1, primary="west"), expect_epoch=None) is False
-    assert store.get_state(D1) == first
-    # a stale or future epoch loses and writes nothing
-    for wrong in (0, 2, 7):
-        assert store.put_state(domain_state(9, primary="west"), expect_epoch=wrong) is False
-        assert store.get_state(D1) == first
-    second = domain_state(2, primary="west")
-    assert store.put_state(second, expect_epoch=1) is True
-    assert store.get_state(D1) == second
-    assert store.put_state(domain_state(3), expect_epoch=1) is False
-    assert store.get_state(D1) == second
-
-
-def test_put_state_with_an_expectation_on_a_missing_row_fails(store: SqliteStore) -> None:
-    assert store.put_state(domain_state(1), expect_epoch=0) is False
-    assert store.get_state(D1) is None
-
-
-def test_same_epoch_rewrite_keeps_the_epoch(store: SqliteStore) -> None:
-    """A decision that does not move the primary rewrites the state under the same epoch."""
-    assert store.put_state(domain_state(1), None)
-    kept = DomainState(D1, primary="east", epoch=1, reason="no action")
-    assert store.put_state(kept, expect_epoch=1)
-    assert store.get_state(D1) == kept
-
-
-def test_domains_are_independent(store: SqliteStore) -> None:
-    assert store.put_state(domain_state(1), None)
-    assert store.put_state(domain_state(4, domain=D2), None)
-    assert store.get_state(D1).epoch == 1  # type: ignore[union-attr]
-    assert store.get_state(D2).epoch == 4  # type: ignore[union-attr]
-
-
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    st.builds(
-        DomainState,
-        domain=st.sampled_from([D1, D2]),
-        primary=st.one_of(st.none(), st.text(min_size=1, max_size=8)),
-        secondary=st.one_of(st.none(), st.text(max_size=8)),
-        epoch=st.integers(0, 2**40),
-        changed_at=st.one_of(st.none(), st.floats(0, 2e9)),
-        failovers=st.lists(st.floats(0, 2e9), max_size=5).map(tuple),
-        reason=st.text(max_size=40),
-    )
-)
-def test_state_round_trips_exactly(store: SqliteStore, state: DomainState) -> None:
-    current = store.get_state(state.domain)
-    assert store.put_state(state, current.epoch if current else None)
-    assert store.get_state(state.domain) == state
-
-
-# -- observations ------------------------------------------------------------------------------
-
-
-def test_streaks_round_trip_per_observer(store: SqliteStore) -> None:
-    key = StreakKey(D1, "use1-a", "http:8080/ready")
-    other = StreakKey(D2, "use1-a", "tls:443")
-    up = Streak(Status.UP, 3, 0, 12.5, "200 in 3ms", 0.003, None)
-    down = Streak(Status.DOWN, 0, 4, 20.0, "connect refused", 1.0, "certificate expires in 2d")
-    store.put_streaks("east", {key: up, other: down})
-    store.put_streaks("west", {key: down})
-    got = store.get_streaks("east")
-    assert got == {key: up, other: down}
-    assert got[key].status is Status.UP
-    assert store.get_streaks("west") == {key: down}
-    assert store.get_streaks("nobody") == {}
-    store.put_streaks("east", {key: down})  # overwrite one, keep the other
-    assert store.get_streaks("east") == {key: down, other: down}
-
-
-def test_region_health_round_trip_and_freshness(store: SqliteStore) -> None:
-    east = RegionHealth("east", Status.UP, 2, 2, 10.0, "2/2 gateways up")
-    west = RegionHealth("west", Status.DOWN, 0, 1, None, "1/1 gateways failing: w 503")
-    store.put_region_health("east", {(D1, "east"): east, (D1, "west"): west}, now=100.0)
-    store.put_region_health("west", {(D1, "west"): east}, now=50.0)
-    assert store.get_region_health("east") == {(D1, "east"): east, (D1, "west"): west}
-    assert store.get_region_health("east")[(D1, "west")].status is Status.DOWN
-    assert store.all_region_health(fresh_after=0.0) == {
-        "east": {(D1, "east"): east, (D1, "west"): west},
-        "west": {(D1, "west"): east},
-    }
-    assert set(store.all_region_health(fresh_after=100.0)) == {"east"}  # at or after
-    assert store.all_region_health(fresh_after=100.1) == {}
-
-
-# -- operator intent ---------------------------------------------------------------------------
-
-
-def test_override_round_trip_and_clear(store: SqliteStore) -> None:
-    pinned = Override(D1, "west", "DB migration", "alice@host", 100.0, until=7300.0, force=True)
-    service_wide = Override("*", "east", "drill", "bob", 50.0)
-    store.set_override(pinned)
-    store.set_override(service_wide)
-    assert store.overrides() == {D1: pinned, "*": service_wide}
-    replaced = Override(D1, "east", "back", "alice@host", 200.0)
-    store.set_override(replaced)
-    assert store.overrides()[D1] == replaced
-    assert store.clear_override(D1) == replaced
-    assert store.clear_override(D1) is None
-    assert store.overrides() == {"*": service_wide}
-
-
-def test_drain_round_trip_and_clear(store: SqliteStore) -> None:
-    drain = Drain("east", "kernel upgrade", "ops", 10.0)
-    store.set_drain(drain)
-    store.set_drain(drain)  # idempotent
-    assert store.drains() == {"east": drain}
-    assert store.clear_drain("east") == drain
-    assert store.clear_drain("east") is None
-    assert store.drains() == {}
-
-
-# -- audit -------------------------------------------------------------------------------------
-
-
 def entry(i: int, domain: str | None = D1, kind: str = "elected") -> AuditEntry:
     return AuditEntry(float(i), kind, domain, f"entry {i}", observer="east", data={"epoch": i, "tags": ["a", "b"]})
 
 
-def test_audit_round_trip_and_history_oldest_first(store: SqliteStore) -> None:
-    entries = [entry(1), entry(2, D2), entry(3, None, "drain"), entry(4), entry(5, D2)]
-    for e in entries:
-        store.audit(e)
-    assert store.history() == entries
-    assert store.history()[0].data == {"epoch": 1, "tags": ["a", "b"]}
-    # a domain's history holds its own entries and the service-wide ones (domain None)
-    assert store.history(D1) == [entries[0], entries[2], entries[3]]
-    assert store.history(D2) == [entries[1], entries[2], entries[4]]
-    # limit keeps the newest, still oldest first
-    assert store.history(limit=2) == entries[3:]
-    assert store.history(D2, limit=2) == [entries[2], entries[4]]
-    assert store.history(limit=0) == []
-
-
-def test_history_is_by_insertion_not_by_timestamp(store: SqliteStore) -> None:
-    late, early = entry(9), entry(1)
-    store.audit(late)
-    store.audit(early)
-    assert store.history() == [late, early]
+# -- the file ----------------------------------------------------------------------------------
 
 
 def test_store_persists_across_reopen(tmp_path: Path) -> None:
@@ -202,7 +58,9 @@ def test_store_persists_across_reopen(tmp_path: Path) -> None:
         assert again.get_state(D1) == domain_state(1)
         assert again.history() == [entry(1)]
         assert set(again.drains()) == {"east"}
-        assert again.is_leader("east", ttl=10.0) is True
+        # no leases on one machine: every process leads, with token 0, fenced by put_state and markers
+        assert again.campaign("east") == again.leading() == 0
+        assert again.leader() is None and again.members() == {}
     finally:
         again.close()
 
@@ -332,37 +190,3 @@ def test_concurrent_audit_appends_lose_nothing(tmp_path: Path) -> None:
     for me in range(workers):  # each writer's entries keep their order
         mine = [int(e.detail.split(":")[1]) for e in history if e.observer == f"p{me}"]
         assert mine == list(range(count))
-
-
-def test_close_while_other_threads_write_never_crashes(tmp_path: Path) -> None:
-    """Closing under a writer used to crash the interpreter (sqlite closed mid-statement)."""
-    import threading
-
-    from failover.model import AuditEntry
-
-    store = SqliteStore(tmp_path / "s.db")
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def writer() -> None:
-        for i in range(5000):  # bounded
-            if stop.is_set():
-                return
-            try:
-                store.audit(AuditEntry(float(i), "applied", "d", "x"))
-            except StoreError:
-                return
-            except BaseException as exc:  # anything but StoreError is a bug
-                errors.append(exc)
-                return
-
-    threads = [threading.Thread(target=writer) for _ in range(3)]
-    for t in threads:
-        t.start()
-    store.close()
-    stop.set()
-    for t in threads:
-        t.join(timeout=10)
-    assert errors == []
-    with pytest.raises(StoreError, match="closed"):
-        store.history()
