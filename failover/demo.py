@@ -195,7 +195,7 @@ async def _demo(console: Console, live: bool, speed: float, progress: Progress) 
         traffic = asyncio.create_task(client.run(progress.left()), name="demo client")
 
         async def stop_client() -> None:
-            client.stop()  # it also stops by itself: a cancel alone can be lost (see Client)
+            client.stop()  # ends its loop even if the cancel below is lost (see Client)
             traffic.cancel()
             await asyncio.wait({traffic})
 

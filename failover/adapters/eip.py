@@ -147,9 +147,11 @@ class EipAdapter(Adapter):
     def choose(self, live: Live, desired: Desired) -> Target | None:
         """Where the address should be; None: leave it where it is.
 
-        Only the coordinator of the address's own region moves it: an EIP move has no marker
-        to fence on, so a distant observer with a broken view must not fight over it."""
-        if desired.by and desired.by != self.region:
+        Without a shared store only the coordinator of the address's own region moves it: an EIP
+        move has no marker to fence on, so a distant observer with a broken view must not fight
+        over it. With one (a fencing token), the elected leader acts on a quorum's view and
+        moves every region's address."""
+        if desired.by and desired.by != self.region and desired.token == 0:
             return None
         healthy = self.healthy(desired)
         if not healthy:

@@ -21,9 +21,7 @@ import time
 from collections.abc import Callable
 
 from failover.errors import StoreError
-from failover.store._etcd_errors import EtcdLeaseNotFound
-from failover.store._etcd_types import Compare, DeleteOp, PutOp
-from failover.store.etcd_client import EtcdClient
+from failover.store.etcd_client import Compare, DeleteOp, EtcdClient, EtcdLeaseNotFound, PutOp
 
 log = logging.getLogger("failover.store")
 

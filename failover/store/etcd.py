@@ -29,11 +29,9 @@ from failover.errors import StoreError, UsageError
 from failover.model import AuditEntry, DomainState, Drain, Override, RegionHealth, Streak, StreakKey
 from failover.policy import State
 from failover.store import codec
-from failover.store._etcd_errors import EtcdLeaseNotFound
 from failover.store._etcd_session import Session
-from failover.store._etcd_types import Compare, DeleteOp, KeyValue, PutOp
 from failover.store.abc import Store
-from failover.store.etcd_client import EtcdClient
+from failover.store.etcd_client import Compare, DeleteOp, EtcdClient, EtcdLeaseNotFound, KeyValue, PutOp
 
 
 class EtcdStore(Store):

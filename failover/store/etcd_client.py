@@ -176,9 +176,10 @@ class EtcdClient:
     def lease_grant(self, ttl: int, lease_id: int = 0) -> LeaseGrant:
         """A new lease of ``ttl`` seconds (etcd may grant a longer one; ``ttl`` in the result
         is what it granted). Retried on another endpoint when an answer is lost: a lease
-        nobody knows of holds no key and simply expires."""
+        nobody knows of holds no key and simply expires; not so with a chosen ``lease_id``,
+        which a second grant would find taken."""
         body = {"TTL": str(ttl), "ID": str(lease_id)}
-        return self._call("/lease/grant", body, f"lease grant ({ttl}s)", _lease_grant, write=False)
+        return self._call("/lease/grant", body, f"lease grant ({ttl}s)", _lease_grant, write=bool(lease_id))
 
     def lease_keepalive(self, lease_id: int) -> int:
         """Renew the lease and return its TTL in seconds, counted from when etcd renewed it.

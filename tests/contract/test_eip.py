@@ -151,6 +151,20 @@ def test_standby_region_keeps_its_address_on_a_live_replica(fleet: Fleet) -> Non
     assert fleet.holder() == "b"
 
 
+def test_only_its_own_region_moves_it_unless_a_fenced_leader_acts(fleet: Fleet) -> None:
+    adapter = fleet.adapter()
+    reconcile(adapter, healthy("a", "b"))
+    before = fleet.moves()
+    # a coordinator of another region, sharing no store (no fencing token): hands off
+    distant = dataclasses.replace(healthy("b"), by=WEST)
+    assert reconcile(adapter, distant) == ()
+    assert fleet.holder() == "a" and fleet.moves() == before
+    # the elected leader of a shared store (token > 0) acts on the quorum's view, wherever it runs
+    leader = dataclasses.replace(healthy("b"), by=WEST, token=7)
+    assert reconcile(adapter, leader) != ()
+    assert fleet.holder() == "b"
+
+
 def test_lost_race_on_disassociate_overwrites_nothing(fleet: Fleet) -> None:
     adapter = fleet.adapter()
     reconcile(adapter, healthy("a", "b"))

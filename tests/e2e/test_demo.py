@@ -4,6 +4,7 @@ process well inside the suite's 120 s, saying what it was waiting for."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -11,7 +12,10 @@ import sys
 import textwrap
 import time
 
+from failover._demo_view import Client
+from failover.localgw import LocalGateway
 from tests.conftest import failover_cmd
+from tests.support.bind import free_port
 
 
 def test_demo_runs_unattended_and_reports_figures():
@@ -36,6 +40,27 @@ def test_demo_runs_unattended_and_reports_figures():
     # clients holding the old DNS answer kept being served: at most the requests in flight at the kill failed
     assert int(proxied.group(1)) > 50 and int(proxied.group(2)) <= 2
     assert "shutdown:" not in done.stderr, done.stderr  # every shutdown step finished in time
+
+
+async def test_the_client_stops_on_stop_alone_not_only_on_a_cancel():
+    # The hang seen in a full-suite run: on Python 3.11 ``asyncio.wait_for`` loses a cancel that
+    # lands as its inner await finishes, and the client then ran its whole two-minute loop while
+    # the demo's shutdown waited for it. Now ``stop()`` ends it without any cancel.
+    gateway = LocalGateway("east-a", "127.0.0.1", free_port())
+    await gateway.start()
+    try:
+        client = Client(gateway.port)
+        running = asyncio.create_task(client.run(60))
+        end = time.monotonic() + 5
+        while client.ok.get("east", 0) < 3 and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        assert client.ok.get("east", 0) >= 3, client.summary()
+        client.stop()
+        done, _ = await asyncio.wait({running}, timeout=2)
+        assert done, "the client kept sending after stop()"
+        assert client.failed == 0
+    finally:
+        await gateway.stop()
 
 
 def _demo_with(patch: str, budget: float) -> tuple[subprocess.CompletedProcess[str], float]:

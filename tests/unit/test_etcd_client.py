@@ -323,6 +323,26 @@ def test_malformed_endpoints_are_refused(endpoint: str) -> None:
         EtcdClient([endpoint])
 
 
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"endpoints": []}, "no endpoint"),
+    ({"timeout": 0}, "timeout must be positive"),
+    ({"user": "root"}, "both a user and a password"),
+    ({"ca_file": "/nonexistent/ca.pem"}, "TLS files"),
+])
+def test_bad_settings_are_store_errors(kwargs: dict[str, Any], words: str) -> None:
+    with pytest.raises(EtcdError, match=words):
+        EtcdClient(**{"endpoints": [A], **kwargs})
+
+
+def test_a_call_on_a_closed_client_is_a_store_error(gw: Gateway) -> None:
+    gw.on(A, "/v3/kv/range", HEADER)
+    client = gw.client([A])
+    client.get(b"k")
+    client.close()
+    with pytest.raises(EtcdError, match="closed"):
+        client.get(b"k")
+
+
 # -- auth -------------------------------------------------------------------------------------------
 class Auth:
     """etcd with auth on: tokens are handed out by /auth/authenticate and can be revoked."""
