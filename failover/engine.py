@@ -13,6 +13,8 @@ decision. Rules, in the order they apply for one domain:
    unless the hold-down since the last automatic change has not elapsed or the hourly budget of
    automatic changes is spent. A drain is an operator's act and skips both.
 5. When no region can take over, the current primary stays (fail static) and we say so.
+   So it does when too few observers report for any verdict (no quorum, with a shared
+   store): nothing moves automatically, whatever the reports say.
 
 The secondary is the best healthy undrained region other than the primary, if any.
 """
@@ -41,6 +43,11 @@ def _rank(regions: Sequence[Region]) -> list[Region]:
 def _status(health: Mapping[str, RegionHealth], region: str) -> Status:
     verdict = health.get(region)
     return verdict.status if verdict else Status.UNKNOWN
+
+
+def _quorum(health: Mapping[str, RegionHealth], region: str) -> bool:
+    verdict = health.get(region)
+    return verdict.quorum if verdict else True
 
 
 def _why(health: Mapping[str, RegionHealth], region: str) -> str:
@@ -100,7 +107,8 @@ def decide(
             if region.name in drained or status is Status.DOWN:
                 continue
             if status is Status.UNKNOWN:
-                return outcome(DecisionKind.WAITING, f"waiting for a first verdict on {region.name}", None)
+                why = f" ({_why(health, region.name)})" if not _quorum(health, region.name) else ""
+                return outcome(DecisionKind.WAITING, f"waiting for a first verdict on {region.name}{why}", None)
             return outcome(DecisionKind.ELECTED, f"{region.name} elected ({_why(health, region.name)})", region.name)
         return outcome(DecisionKind.WAITING, "no region is healthy yet; publishing nothing", None)
 
@@ -113,6 +121,10 @@ def decide(
     # a first election or an operator's move does not delay the next automatic failover.
     held_until = (max(kept) if kept else float("-inf")) + rules.hold_down
     budget_spent = len(recent) >= rules.max_failovers_per_hour
+
+    # 2b. too few observers reporting: no automatic move at all (an override above still wins)
+    if not _quorum(health, primary):
+        return outcome(DecisionKind.FAIL_STATIC, f"{_why(health, primary)}: keeping {primary} (fail static)", primary)
 
     # 3. primary healthy: keep, or fail back
     if status is not Status.DOWN and primary not in drained:

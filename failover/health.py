@@ -113,7 +113,8 @@ def voters_verdict(views: Mapping[str, RegionHealth], voters: Sequence[str], reg
             f"(silent: {', '.join(silent)})"
         )
         first = next(iter(votes.values()), None)
-        return RegionHealth(region, Status.UNKNOWN, first.up if first else 0, first.total if first else 0, None, reason)
+        up_count, total = (first.up, first.total) if first else (0, 0)
+        return RegionHealth(region, Status.UNKNOWN, up_count, total, None, reason, quorum=False)
     if up:
         base = votes[up[0]]
         since = min(votes[o].since or 0.0 for o in up)

@@ -58,6 +58,7 @@ class RegionHealth:
     total: int
     since: float | None  # when this status began
     reason: str  # "2/2 gateways failing (http:8080/ready: 503)"
+    quorum: bool = True  # False: too few voters reported for any verdict (UNKNOWN, fail static)
 
     @property
     def healthy(self) -> bool:

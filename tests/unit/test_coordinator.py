@@ -174,3 +174,32 @@ def test_a_domain_waiting_on_its_provider_does_not_hold_the_others(tmp_path: Pat
         release.set()
         worker.join(timeout=10)
     assert slow.read().addresses == ("127.0.0.11",)
+
+
+def test_without_a_quorum_of_voters_nothing_moves_and_people_are_told(tmp_path: Path) -> None:
+    from failover import events as ev
+
+    coordinator, clock, zone = make(tmp_path, observers=["east", "west", "witness"])
+    heard: list[ev.Event] = []
+    coordinator.events.subscribe(heard.append)
+    probe(coordinator, True, True)
+    first = coordinator.evaluate()[0].decision
+    assert first.kind == "waiting" and "no quorum: 1/3 observers reporting" in first.reason
+    assert [type(e) for e in heard if isinstance(e, ev.QuorumLost)] == [ev.QuorumLost]
+    # two other voters report: east is elected by the quorum
+    seen_up = coordinator.snapshot().health  # this observer's own view, to copy for the others
+    own = {(DOMAIN, r): v for r, v in seen_up[DOMAIN].items()}
+    own = {k: v.__class__(v.region, Status.UP, 1, 1, clock.now, "1/1 gateways up") for k, v in own.items()}
+    for other in ("west", "witness"):
+        coordinator.store.put_region_health(other, own, clock.now)
+    clock.now += 1
+    assert coordinator.evaluate()[0].decision.state.primary == "east"
+    assert any(isinstance(e, ev.QuorumRegained) for e in heard)
+    # the other voters fall silent and east dies: fail static, said in the sentence
+    coordinator.store.put_region_health("west", own, clock.now - 10_000)
+    coordinator.store.put_region_health("witness", own, clock.now - 10_000)
+    probe(coordinator, False, True)
+    held = coordinator.evaluate()[0].decision
+    assert held.kind == "fail_static" and held.state.primary == "east" and "no quorum" in held.reason
+    assert zone.read().addresses == ("127.0.0.11",)
+    assert [e.kind for e in coordinator.store.history()].count("quorum_lost") == 2
