@@ -144,7 +144,7 @@ http {{
 
 
 def haproxy_conf(tmp: Path, name: str, port: int, primary: int, backup: int | None,
-                 redispatch: bool = False) -> Path:
+                 redispatch: bool = False, threads: int | None = None) -> Path:
     servers = f"    server primary 127.0.0.1:{primary}"
     if backup is not None:
         servers += " check inter 1s fall 2\n"
@@ -154,6 +154,7 @@ def haproxy_conf(tmp: Path, name: str, port: int, primary: int, backup: int | No
     conf.write_text(f"""
 global
     maxconn 8000
+{f"    nbthread {threads}" if threads else ""}
     log stderr format raw local0 emerg
 defaults
     mode tcp
@@ -247,6 +248,14 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
     hap = procs.start("haproxy", ["haproxy", "-db", "-f", str(haproxy_conf(tmp, "perf", hap_port, nginx_port, None))])
     wait_port(hap_port, hap, "haproxy")
     targets = {"direct": nginx_port, "haproxy": hap_port, "ours": ours_port}
+    pids = {"direct": ng.pid, "haproxy": hap.pid}
+    if not args.no_single_worker:
+        # one thread: what one worker of ours is compared with
+        targets["haproxy_1thread"] = hap1_port = free_port()
+        hap1 = procs.start("haproxy", ["haproxy", "-db", "-f",
+                                       str(haproxy_conf(tmp, "perf1", hap1_port, nginx_port, None, threads=1))])
+        wait_port(hap1_port, hap1, "haproxy (1 thread)")
+        pids["haproxy_1thread"] = hap1.pid
     ours = [procs.start("ours", [sys.executable, "-m", "failover.proxy", "--listen", f"127.0.0.1:{ours_port}",
                                  "--upstream", f"127.0.0.1:{nginx_port}", "--workers", str(args.workers)],
                         stdout=subprocess.DEVNULL, cwd=ROOT)]
@@ -261,7 +270,7 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
     results: dict[str, dict[str, list[dict[str, float]]]] = {
         load: {t: [] for t in targets} for load in args.loads
     }
-    pids = {"direct": ng.pid, "haproxy": hap.pid, "ours": ours[0].pid}
+    pids["ours"] = ours[0].pid
     if len(ours) > 1:
         pids["ours_1worker"] = ours[1].pid
     for load in args.loads:  # warm-up, not recorded
@@ -287,10 +296,12 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
                 "errors": sum(int(r["errors"]) for r in runs),
                 "rounds": runs,
             }
-        hap_runs = by_target["haproxy"]
-        for name in [t for t in by_target if t.startswith("ours")]:
-            pairs = list(zip(by_target[name], hap_runs, strict=True))
-            entry[f"{name}_vs_haproxy"] = {
+        comparisons = [(name, "haproxy") for name in by_target if name.startswith("ours")]
+        if "ours_1worker" in by_target and "haproxy_1thread" in by_target:
+            comparisons.append(("ours_1worker", "haproxy_1thread"))
+        for name, ref in comparisons:
+            pairs = list(zip(by_target[name], by_target[ref], strict=True))
+            entry[f"{name}_vs_{ref}"] = {
                 "rps_ratio_median": _median([o["rps"] / h["rps"] for o, h in pairs]),
                 "p50_ratio_median": _median([o["p50_ms"] / h["p50_ms"] for o, h in pairs]),
                 "p99_ratio_median": _median([o["p99_ms"] / h["p99_ms"] for o, h in pairs]),
@@ -300,9 +311,24 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
                 ),
             }
         summary[load] = entry
-    for proc in (*ours, hap, ng):
+    for _, proc in [item for item in procs.items if item[1].pid in pids.values()][::-1]:
         procs.stop(proc)
     return summary
+
+
+def table(throughput: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The ratios to HAProxy as a text table (medians of the per-round ratios)."""
+    rows = [("ours (N workers) / HAProxy (default threads)", "ours_vs_haproxy"),
+            ("ours (1 worker) / HAProxy (1 thread)", "ours_1worker_vs_haproxy_1thread"),
+            ("ours (1 worker) / HAProxy (default threads)", "ours_1worker_vs_haproxy")]
+    lines = [f"{'comparison':46s} {'load':16s} {'req/s':>7s} {'p99':>7s} {'CPU/req':>8s}"]
+    for label, key in rows:
+        for load, entry in throughput.items():
+            ratio = entry.get(key)
+            if ratio:
+                lines.append(f"{label:46s} {load:16s} {ratio['rps_ratio_median']:>6.2f}x "
+                             f"{ratio['p99_ratio_median']:>6.2f}x {ratio['cpu_per_req_ratio_median']:>7.2f}x")
+    return "\n".join(lines)
 
 
 # -- part 2: failover ------------------------------------------------------------------------
@@ -460,6 +486,7 @@ def main() -> None:
     try:
         if not args.skip_throughput:
             result["throughput"] = part1(tmp, procs, args)
+            log("ratios to HAProxy, medians over the rounds:\n" + table(result["throughput"]))  # type: ignore[arg-type]
         if not args.skip_failover:
             result["failover"] = part2(tmp, procs, args)
     finally:
@@ -483,6 +510,10 @@ def _targets(result: dict[str, object]) -> dict[str, object]:
                                                       "ok": ratio["rps_ratio_median"] >= need}
                 checks[f"{load}_p99_ratio<=1.5"] = {"value": ratio["p99_ratio_median"],
                                                    "ok": ratio["p99_ratio_median"] <= 1.5}
+        one = tp.get("small_close", {}).get("ours_1worker_vs_haproxy_1thread")
+        if one:  # issue 10: one worker (the daemon's default) against HAProxy on one thread
+            checks["small_close_1worker_vs_1thread_rps_ratio>=0.75"] = {
+                "value": one["rps_ratio_median"], "ok": one["rps_ratio_median"] >= 0.75}
     fo = result.get("failover")
     if isinstance(fo, dict):
         ours = fo["ours"]

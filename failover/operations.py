@@ -58,10 +58,11 @@ def status(coordinator: Coordinator, snap: Snapshot | None = None) -> dict[str, 
     result: dict[str, Any] = {"service": policy.service, "observer": policy.observer, "domains": domains}
     if policy.state.backend == "etcd":  # coordinators in several regions share this store
         store = coordinator.store
-        members = store.members()
+        members, seen = store.members(), store.last_seen()
         result["leader"] = store.leader()
         result["observers"] = {
-            name: {"alive": name in members, "last_seen": iso(members.get(name))} for name in policy.voters
+            name: {"alive": name in members, "last_seen": iso(members.get(name, seen.get(name)))}
+            for name in policy.voters
         }
     return result
 

@@ -50,6 +50,13 @@ def checks(console: Console, policy: Policy, results: Mapping[StreakKey, ProbeRe
 
 
 def status(console: Console, data: Mapping[str, Any]) -> None:
+    if "observers" in data:  # a shared store: who leads, who votes
+        voters = ", ".join(
+            f"{name}={'[green]alive[/green]' if o['alive'] else '[red]gone[/red]'}"
+            + ("" if o["alive"] or not o["last_seen"] else f" (last seen {o['last_seen']})")
+            for name, o in data["observers"].items()
+        )
+        console.print(f"leader: [bold]{data['leader'] or 'none'}[/bold]; observers: {voters}")
     for domain, info in data["domains"].items():
         override = info["override"]
         title = (
@@ -61,7 +68,9 @@ def status(console: Console, data: Mapping[str, Any]) -> None:
             table.add_column(col)
         for region, r in info["regions"].items():
             gws = ", ".join(f"{g}={_c(s)}" for g, s in r["gateways"].items())
-            table.add_row(region, _c(r["status"]), "yes" if r["drained"] else "", gws, r["reason"])
+            down_votes = r.get("observers_down") or []
+            why = r["reason"] + (f" [down for: {', '.join(down_votes)}]" if down_votes and "observers" in data else "")
+            table.add_row(region, _c(r["status"]), "yes" if r["drained"] else "", gws, why)
         console.print(table)
         if override:
             until = override["until"] or "released by hand"

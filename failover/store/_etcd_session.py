@@ -43,6 +43,7 @@ class Session:
         self.margin = retry_timeout
         self.leader_key = prefix + b"/leader"
         self.member_key = prefix + b"/members/" + observer.encode()
+        self.seen_key = prefix + b"/seen/" + observer.encode()
         self._monotonic = monotonic
         self._wall = wall
         self._lock = threading.RLock()  # one renewal at a time; leading() never waits on I/O
@@ -89,8 +90,8 @@ class Session:
         with self._lock:
             lease = self.renew()
             member = json.dumps({"last_seen": self._wall()}).encode()
-            try:
-                self.client.put(self.member_key, member, lease=lease)
+            try:  # alive (under the lease), and when last seen (kept after the lease is gone)
+                self.client.txn([], [PutOp(self.member_key, member, lease=lease), PutOp(self.seen_key, member)])
             except EtcdLeaseNotFound:
                 self.lost()
                 return None

@@ -109,6 +109,10 @@ class Store(ABC):
         """Observers whose session is alive now: name -> when they last renewed it (unix time)."""
         return {}
 
+    def last_seen(self) -> dict[str, float]:
+        """Every observer that ever renewed a session here: name -> when it last did."""
+        return {}
+
     def wait_for_change(self, timeout: float) -> bool:
         """Block up to ``timeout`` for another process's change that calls for a new evaluation
         (a report, an override, a drain, a decision, the leader key); True when one came. A

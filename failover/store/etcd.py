@@ -7,6 +7,7 @@ Keys under the prefix::
     /streaks/<observer>    that observer's rise/fall streaks (one writer: the observer)
     /health/<observer>     that observer's region verdicts, under its session lease
     /members/<observer>    that observer is alive, under its session lease
+    /seen/<observer>       when that observer last renewed its session (kept after it dies)
     /leader                the leader's name, under its lease; its create revision fences
     /overrides/<domain>    a manual pin ("*": every domain)
     /drains/<region>       a maintenance drain
@@ -210,6 +211,9 @@ class EtcdStore(Store):
 
     def members(self) -> dict[str, float]:
         return {self._name(kv): float(json.loads(kv.value)["last_seen"]) for kv in self._list("members")}
+
+    def last_seen(self) -> dict[str, float]:
+        return {self._name(kv): float(json.loads(kv.value)["last_seen"]) for kv in self._list("seen")}
 
     def wait_for_change(self, timeout: float) -> bool:
         self._check()

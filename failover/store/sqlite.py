@@ -195,6 +195,10 @@ class SqliteStore(Store):
         self._open()
         return {}
 
+    def last_seen(self) -> dict[str, float]:
+        self._open()
+        return {}
+
     def wait_for_change(self, timeout: float) -> bool:
         self._open()
         return False

@@ -376,6 +376,7 @@ CALLS: dict[str, Callable[[Store], object]] = {
     "leading": lambda s: s.leading(),
     "leader": lambda s: s.leader(),
     "members": lambda s: s.members(),
+    "last_seen": lambda s: s.last_seen(),
     "wait_for_change": lambda s: s.wait_for_change(0.05),
 }
 
@@ -591,3 +592,38 @@ def test_same_tells_types_apart() -> None:
     assert not same(Streak(since=-0.0), Streak(since=0.0))
     assert not same(AuditEntry(1.0, "k", None, "d", data={"a": [1]}), AuditEntry(1.0, "k", None, "d", data={"a": (1,)}))
     assert not same(AuditEntry(1.0, "k", None, "d", data={"a": 1}), AuditEntry(1.0, "k", None, "d", data={"a": True}))
+
+
+# -- leadership and membership ---------------------------------------------------------------
+
+
+def test_one_leader_at_a_time_with_a_token_that_only_grows(store_stand: StoreStand) -> None:
+    first, second = store_stand.open(), store_stand.open_same()
+    a, b = first.campaign(EAST), second.campaign(WEST)
+    if store_stand.kind == "sqlite":  # no leases on one machine: everyone may act, token 0
+        assert (a, b, first.leading(), second.leading()) == (0, 0, 0, 0)
+        return
+    assert a is not None and a > 0 and b is None  # the first to campaign leads
+    assert (first.leading(), second.leading()) == (a, None)
+    leader = first.leader()
+    assert leader is not None and second.leader() == leader
+    first.resign()
+    assert first.leading() is None
+    taken = second.campaign(WEST)
+    assert taken is not None and taken > a  # the next leader's fencing token is newer
+    assert first.campaign(EAST) is None and second.leader() not in (None, leader)
+
+
+def test_a_closed_session_takes_its_report_and_membership_with_it(store_stand: StoreStand) -> None:
+    first, second = store_stand.open(), store_stand.open_same()
+    first.campaign(EAST)
+    first.put_region_health(EAST, {(D1, EAST): RegionHealth(EAST, Status.DOWN, 0, 1, 1.0, "down")}, 5.0)
+    if store_stand.kind == "sqlite":  # one machine: reports are kept until overwritten
+        assert EAST in second.all_region_health(0.0)
+        return
+    (name,) = first.members()  # the process's own name (each handle is a process of its own)
+    assert EAST in second.all_region_health(0.0)
+    first.close()
+    assert name not in second.members()  # revoked with the lease: a dead observer's vote is gone
+    assert EAST not in second.all_region_health(0.0)
+    assert name in second.last_seen()  # but when it was last seen is kept
