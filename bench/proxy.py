@@ -273,6 +273,7 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
     pids["ours"] = ours[0].pid
     if len(ours) > 1:
         pids["ours_1worker"] = ours[1].pid
+    started = [proc for _, proc in procs.items if proc.pid in pids.values()]
     for load in args.loads:  # warm-up, not recorded
         for port in targets.values():
             run_wrk(port, load, 1, args.threads, args.connections)
@@ -311,7 +312,7 @@ def part1(tmp: Path, procs: Procs, args: argparse.Namespace) -> dict[str, object
                 ),
             }
         summary[load] = entry
-    for _, proc in [item for item in procs.items if item[1].pid in pids.values()][::-1]:
+    for proc in reversed(started):
         procs.stop(proc)
     return summary
 

@@ -175,7 +175,9 @@ class Daemon:
             try:
                 await asyncio.wait_for(self._evaluator, 30)
             except asyncio.CancelledError:
-                pass
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # our caller cancels us (a deadline on stop()): not the evaluator ending
             except TimeoutError:  # an adapter still waiting on its provider: its thread runs on
                 log.warning("an evaluation was still running after 30s; stopping without it")
         try:

@@ -10,6 +10,10 @@ __all__ = ["Probe", "Target", "build_probe", "build_probes"]
 
 
 def build_probe(target: Target, check: Check) -> Probe:
+    if isinstance(check, HttpCheck) and check.scheme == "http":
+        from failover.probes.http1 import PlainHttpProbe
+
+        return PlainHttpProbe(target, check)
     if isinstance(check, HttpCheck):
         from failover.probes.http import HttpProbe
 

@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 
-from failover._demo_view import Client
+from failover.demo._view import Client
 from failover.localgw import LocalGateway
 from tests.conftest import failover_cmd
 from tests.support.bind import free_port
@@ -120,7 +120,7 @@ def test_a_blocked_event_loop_is_ended_by_the_watchdog_naming_the_phase():
     done, took = _demo_with(
         """
         import time
-        from failover._demo_view import View
+        from failover.demo._view import View
 
         real_say = View.say
 

@@ -321,11 +321,17 @@ class Cluster:
         return env
 
     # -- coordinators ----------------------------------------------------------------------------
-    def start(self, *names: str) -> None:
-        for name in names or OBSERVERS:
-            self._start(self.coordinators[name])
+    def start(self, first: str | None = None) -> None:
+        """Start the three coordinators; with ``first``, that one alone until it leads, so a
+        scenario knows who leads (the others only campaign while nobody does)."""
         if not self.recorder.started:
             self.recorder.start()
+        if first is not None:
+            self._start(self.coordinators[first])
+            self.wait_leader(lambda lead: lead[0] == first, 30, f"{first} leading")
+        for name in OBSERVERS:
+            if name != first:
+                self._start(self.coordinators[name])
 
     def _start(self, coordinator: Process) -> None:
         assert not coordinator.running, f"{coordinator.name} is already running"
@@ -433,9 +439,17 @@ class Cluster:
                 if (members == set(OBSERVERS) and leader is not None and now is not None
                         and now.addresses == EAST_ADDRS and now.marker is not None
                         and now.marker.primary == "east" and now.marker.token == leader[1]):
+                    self.check_uids()
                     return leader
             time.sleep(0.05)
         raise AssertionError(f"the cluster was not ready within {deadline}s: {state}\n{self.logs()}")
+
+    def check_uids(self) -> None:
+        """Each coordinator runs as its own uid: what the nftables rules match on."""
+        for c in self.coordinators.values():
+            if c.running:
+                line = next(x for x in Path(f"/proc/{c.pid}/status").read_text().splitlines() if x.startswith("Uid:"))
+                assert line.split()[1:] == [str(c.uid)] * 4, f"{c.name} (pid {c.pid}) runs as {line}"
 
     # -- the CLI (as root; it never campaigns while someone leads) ------------------------------------------
     def cli(self, *args: str, observer: str = "witness", timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

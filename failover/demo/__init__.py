@@ -9,7 +9,7 @@ brings east back, watches the automatic failback, and prints a summary. Runs una
 
 It never hangs: every wait and every start-up step has a deadline and a miss exits 1 naming
 what it waited for; every shutdown step has one and an overrun is reported and skipped; a
-watchdog thread ends the process when the whole budget is gone (``failover/_demo_guard.py``).
+watchdog thread ends the process when the whole budget is gone (``failover/demo/_guard.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,11 @@ import yaml
 from rich.console import Console
 from rich.live import Live
 
-from failover._demo_guard import (
+from failover import events as ev
+from failover.adapters.zonefile import ZonefileAdapter
+from failover.app import build_app
+from failover.daemon import Daemon
+from failover.demo._guard import (
     DemoTimeout,
     Progress,
     ShutdownSteps,
@@ -39,12 +43,9 @@ from failover._demo_guard import (
     warn,
     within,
 )
-from failover._demo_view import DOMAIN, Client, View, tick
-from failover.adapters.zonefile import ZonefileAdapter
-from failover.app import build_app
-from failover.daemon import Daemon
+from failover.demo._view import DOMAIN, Client, View, tick
 from failover.localgw import LocalGateway
-from failover.model import AuditEntry, Status
+from failover.model import Status
 from failover.policy import load_policy
 from failover.proxy import Proxy
 from failover.proxy.follow import RouteFollower
@@ -148,11 +149,15 @@ async def _demo(console: Console, live: bool, speed: float, progress: Progress) 
         view.say(f"policy, sqlite store and zone file in {folder}")
         view.say(f"gateways: east {', '.join(EAST.values())}; west {', '.join(WEST.values())} (port {port})")
 
-        def on_audit(entry: AuditEntry) -> None:
-            if entry.kind in ("elected", "failover", "failback", "applied", "error", "lost_race"):
-                view.say(f"{entry.kind}: {entry.detail}")
+        def on_event(event: ev.Event) -> None:  # the decisions and changes, as they happen
+            if isinstance(event, ev.PrimaryChanged):
+                view.say(f"{event.kind}: {ev.describe(event)}")
+            elif isinstance(event, ev.AdapterApplied):
+                view.say(f"applied: {ev.describe(event)}")
+            elif isinstance(event, ev.AdapterFailed | ev.RaceLost):
+                view.say(f"{'error' if isinstance(event, ev.AdapterFailed) else 'lost_race'}: {ev.describe(event)}")
 
-        app.coordinator.listeners.append(on_audit)
+        app.coordinator.events.subscribe(on_event)
 
         def refresh(_: object = None) -> None:
             snap = app.coordinator.snapshot()
@@ -180,7 +185,7 @@ async def _demo(console: Console, live: bool, speed: float, progress: Progress) 
 
         assert policy.proxy is not None
         proxy = Proxy(policy.proxy, registry=None)
-        follow = RouteFollower(proxy, app.coordinator, DOMAIN)
+        follow = RouteFollower(proxy, policy, DOMAIN, app.coordinator.decided_state, app.coordinator.gateway_statuses)
         daemon.after_verdict.append(follow)
         daemon.after_evaluation.append(follow)
         shutdown.push("stopping the proxy", lambda: proxy.stop(timeout=2.0), 4.0)
