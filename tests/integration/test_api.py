@@ -333,7 +333,8 @@ def test_metrics_show_probes_health_primary_and_the_failover(running: Running, t
     assert metric(text, "failover_region_gateways_up", domain=DOMAIN, region="east") == 2
     assert metric(text, "failover_ready") == 1
     assert metric(text, "failover_primary_changes_total", domain=DOMAIN, kind="elected") == 1
-    assert metric(text, "failover_adapter_changes_total", domain=DOMAIN, adapter="zonefile zone.db") == 1
+    # one publish, or two when east-b's rise completed after east-a's on a loaded machine
+    assert metric(text, "failover_adapter_changes_total", domain=DOMAIN, adapter="zonefile zone.db") in (1, 2)
     assert (metric(text, "failover_evaluations_total") or 0) >= 1
     assert metric(text, "failover_info", service="payments-api", observer="east", version=metric_version(text)) == 1
     assert "process_cpu_seconds_total" in text or "python_info" in text  # the default registry too

@@ -81,6 +81,11 @@ class FakeEtcd:
         return self.leader
 
     def txn(self, compare: Any, success: Any, failure: Any = ()) -> TxnResult:
+        self.sent.append("txn")
+        if not compare:  # the member keys: unconditional
+            if self.lease_gone:
+                raise EtcdLeaseNotFound("gone")
+            return TxnResult(True, self.revision, ())
         if self.leader is not None:
             return TxnResult(False, self.revision, ())
         self.revision += 1
@@ -137,4 +142,4 @@ def test_a_lost_lease_is_a_lost_leadership_and_a_key_not_ours_is_not_ours() -> N
     etcd.lease_gone = True
     etcd.leader = KeyValue(b"/p/leader", b"west", 102, 102, 1, 9)  # someone else took over meanwhile
     assert me.campaign() is None and me.leading() is None
-    assert etcd.sent[-3:] == ["keepalive", "grant", "put"]  # a new lease for the member key and reports
+    assert etcd.sent[-3:] == ["keepalive", "grant", "txn"]  # a new lease, then the member keys under it
