@@ -59,7 +59,8 @@ def region_health(
     else:
         reason = f"{up}/{total} gateways up, {unknown} not yet known"
     since = previous.since if previous and previous.status is status else now
-    return RegionHealth(region, status, up, total, since, reason)
+    seen = tuple(sorted((gw, st) for gw, (st, _) in gateways.items()))
+    return RegionHealth(region, status, up, total, since, reason, gateways=seen)
 
 
 def quorum_verdict(views: Mapping[str, RegionHealth], quorum: int | None = None) -> RegionHealth:
@@ -109,8 +110,7 @@ def voters_verdict(views: Mapping[str, RegionHealth], voters: Sequence[str], reg
     if len(votes) < need:
         silent = [o for o in voters if o not in votes]
         reason = (
-            f"no quorum: {len(votes)}/{len(voters)} observers reporting, {need} needed "
-            f"(silent: {', '.join(silent)})"
+            f"no quorum: {len(votes)}/{len(voters)} observers reporting, {need} needed (silent: {', '.join(silent)})"
         )
         first = next(iter(votes.values()), None)
         up_count, total = (first.up, first.total) if first else (0, 0)
@@ -123,3 +123,37 @@ def voters_verdict(views: Mapping[str, RegionHealth], voters: Sequence[str], reg
     base = next(iter(votes.values()))
     reason = f"no verdict: {len(down)}/{len(voters)} observers see it down, none up"
     return RegionHealth(region, Status.UNKNOWN, base.up, base.total, None, reason)
+
+
+def voters_gateways(
+    own: Mapping[str, tuple[Status, str]], reports: Mapping[str, RegionHealth], voters: Sequence[str]
+) -> dict[str, tuple[Status, str]]:
+    """Each gateway's verdict for publishing, from the voters' reports on its region.
+
+    Like a region, a gateway is DOWN only when a strict majority of the configured voters see
+    it down; it is UP when it is not and some voter sees it up; UNKNOWN otherwise. So a leader
+    with a bad path to one replica does not take that replica out of DNS on its own view.
+    ``own`` (this observer's view, with its reasons) is the answer for gateways no report
+    covers yet.
+    """
+    need = len(voters) // 2 + 1
+    seen: dict[str, list[tuple[str, Status]]] = {}
+    for observer, report in sorted(reports.items()):
+        if observer in voters:
+            for gateway, status in report.gateways:
+                seen.setdefault(gateway, []).append((observer, status))
+    merged: dict[str, tuple[Status, str]] = {}
+    for gateway, (status, reason) in own.items():
+        votes = seen.get(gateway)
+        if not votes:
+            merged[gateway] = (status, reason)
+            continue
+        down = [o for o, st in votes if st is Status.DOWN]
+        if len(down) >= need:
+            why = reason if status is Status.DOWN else f"down for {', '.join(down)}"
+            merged[gateway] = (Status.DOWN, f"{why} [seen by {len(down)}/{len(voters)}]")
+        elif any(st is Status.UP for _, st in votes):
+            merged[gateway] = (Status.UP, reason if status is Status.UP else f"up for a majority; here: {reason}")
+        else:
+            merged[gateway] = (Status.UNKNOWN, reason)
+    return merged

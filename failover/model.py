@@ -59,6 +59,9 @@ class RegionHealth:
     since: float | None  # when this status began
     reason: str  # "2/2 gateways failing (http:8080/ready: 503)"
     quorum: bool = True  # False: too few voters reported for any verdict (UNKNOWN, fail static)
+    # each gateway's verdict as this observer sees it: with a shared store a gateway leaves the
+    # published answer only when a majority of the voters see it down, not on one view
+    gateways: tuple[tuple[str, Status], ...] = ()
 
     @property
     def healthy(self) -> bool:

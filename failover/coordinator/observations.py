@@ -195,6 +195,14 @@ class Observations:
             }
             for d in ctx.policy.domains
         }
+        if voters is not None:  # what gets published follows the voters too, gateway by gateway
+            for region in ctx.policy.regions:
+                names = {gw.name for gw in region.gateways}
+                for domain in ctx.policy.domains:
+                    key = (domain.name, region.name)
+                    reports = {obs: v[key] for obs, v in views.items() if key in v}
+                    own_here = {g: gateways[domain.name][g] for g in names}
+                    gateways[domain.name].update(health.voters_gateways(own_here, reports, voters))
         drained = frozenset(ctx.store.drains())
         reporting = tuple(sorted(o for o in views if voters is None or o in voters))
         overrides = ctx.store.overrides()

@@ -28,6 +28,7 @@ def streak(text: str) -> Streak:
 def region_health(text: str) -> RegionHealth:
     data = json.loads(text)
     data["status"] = Status(data["status"])
+    data["gateways"] = tuple((str(name), Status(seen)) for name, seen in data.get("gateways", ()))
     return RegionHealth(**data)
 
 

@@ -7,7 +7,9 @@ etcd's leader key, never from the coordinators' logs, with deadlines; the timing
 listed under "cluster figures" at the end of the run.
 
 (a) east's gateways die: west published within fall x interval + 2 s.
-(b) west alone cannot reach east's gateways: nothing changes; status shows west's vote.
+(b) west alone cannot reach east's gateways: nothing changes; status shows west's vote. Nor
+    when the leader alone cannot reach one of east's gateways: a gateway leaves the answer only
+    when a majority of the voters see it down.
 (c) the leader is killed, or cut off from etcd: a new leader within the lease, a higher token
     in the marker, nothing written by the old one after its local deadline; promote works.
 (d) etcd loses quorum: nothing moves though east dies, nobody crashes, status exits 1; the
@@ -20,13 +22,16 @@ gateways and three coordinators.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 # The helpers are plugins of this module too (pytest_plugins below): have their asserts rewritten.
 pytest.register_assert_rewrite("tests.support.cluster", "tests.support.etcd")
 
+from failover.localgw import ThreadedGateways  # noqa: E402
 from tests.conftest import EAST  # noqa: E402
 from tests.support.bind import Bind  # noqa: E402
 from tests.support.cluster import (  # noqa: E402
@@ -49,6 +54,9 @@ from tests.support.etcd import EtcdCluster  # noqa: E402
 pytest_plugins = ["tests.support.etcd", "tests.support.cluster"]
 pytestmark = pytest.mark.bind
 
+Gateways = tuple[ThreadedGateways, int]
+Measured = Callable[[str, float, str], None]
+
 FAILOVER_BOUND = FALL * INTERVAL + 2.0  # the contract: fall x interval + 2 s
 STEADY_WINDOW = 3 * FALL * INTERVAL  # how long "nothing changes" is watched
 
@@ -59,7 +67,9 @@ def _cluster_tools() -> None:
 
 
 @pytest.fixture
-def cluster(bind: Bind, etcd_cluster: EtcdCluster, gateways, tmp_path, request) -> Iterator[Cluster]:
+def cluster(
+    bind: Bind, etcd_cluster: EtcdCluster, gateways: Gateways, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
     """Three coordinators; parametrized indirectly with an observer name, that one leads."""
     _pool, port = gateways
     running = Cluster(bind, etcd_cluster, port, tmp_path, request.node.name)
@@ -86,7 +96,9 @@ def hold_steady(cluster: Cluster, expected: Published, until: float, what: str) 
         time.sleep(0.1)
 
 
-def wait_status(cluster: Cluster, condition, deadline: float, what: str) -> tuple[float, dict]:
+def wait_status(
+    cluster: Cluster, condition: Callable[[dict[str, Any]], bool], deadline: float, what: str
+) -> tuple[float, dict[str, Any]]:
     """Poll ``failover status --json`` (a CLI run takes about a second) until ``condition``."""
     end = time.monotonic() + deadline
     last: object = None
@@ -100,13 +112,14 @@ def wait_status(cluster: Cluster, condition, deadline: float, what: str) -> tupl
         time.sleep(0.2)
 
 
-def region(data: dict, cluster: Cluster, name: str) -> dict:
-    return data["domains"][cluster.domain]["regions"][name]
+def region(data: dict[str, Any], cluster: Cluster, name: str) -> dict[str, Any]:
+    entry: dict[str, Any] = data["domains"][cluster.domain]["regions"][name]
+    return entry
 
 
 # -- (a) ---------------------------------------------------------------------------------------------
 def test_a_primary_gateways_die_west_is_published_within_fall_times_interval_plus_2s(
-    cluster: Cluster, gateways, measured
+    cluster: Cluster, gateways: Gateways, measured: Measured
 ) -> None:
     pool, _ = gateways
     leader, token = cluster.wait_ready()
@@ -115,15 +128,18 @@ def test_a_primary_gateways_die_west_is_published_within_fall_times_interval_plu
 
     killed = time.monotonic()
     pool.stop("east-a", "east-b")
-    flipped = cluster.recorder.wait(west_published, FAILOVER_BOUND + 5, "west published")
+    flipped = cluster.recorder.wait(west_published, killed, FAILOVER_BOUND + 5, "west published")
     took = flipped - killed
     measured("failover after east's gateways died", took, f"bound fall x interval + 2 s = {FAILOVER_BOUND:g}s")
     assert took <= FAILOVER_BOUND, f"failover took {took:.2f}s\n{cluster.logs()}"
 
-    # one change, straight from east to west: epoch + 1, written by the same leader under its token
+    # Straight from east to west, epoch + 1, written by the same leader under its token. On the
+    # way the leader may drop a gateway it saw die first from east's records: east still.
     changes = [s.published for s in cluster.recorder.since(killed)]
-    assert len(changes) == 2, changes
-    after = changes[1]
+    after = changes[-1]
+    for between in changes[1:-1]:
+        assert between.marker == before.marker and between.addresses, changes
+        assert set(between.addresses) < set(EAST_ADDRS), changes
     assert after.marker is not None
     assert (after.marker.epoch, after.marker.by, after.marker.token) == (before.marker.epoch + 1, leader, token)
     assert cluster.leader() == (leader, token)
@@ -135,19 +151,21 @@ def test_a_primary_gateways_die_west_is_published_within_fall_times_interval_plu
 
 
 # -- (b) ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cluster", ["west"], indirect=True)  # the one cut off leads: it could act alone
+# The witness leads: with west leading, its own gateway verdicts reach the A records (the bug
+# of the next test), so whether east-a or east-b goes first decides what this test would see.
+@pytest.mark.parametrize("cluster", ["witness"], indirect=True)
 def test_b_one_observer_cut_off_from_the_primary_changes_nothing(
-    cluster: Cluster, firewall: Firewall, measured
+    cluster: Cluster, firewall: Firewall, measured: Measured
 ) -> None:
-    assert cluster.wait_ready()[0] == "west"
+    assert cluster.wait_ready()[0] == "witness"
     start = cluster.recorder.latest()
     assert start is not None
 
     cut = time.monotonic()
     firewall.cut(UIDS["west"], EAST.values(), [cluster.gateway_port], how="drop")
 
-    def west_alone_sees_east_down(data: dict) -> bool:
-        return region(data, cluster, "east")["observers_down"] == ["west"]
+    def west_alone_sees_east_down(data: dict[str, Any]) -> bool:
+        return bool(region(data, cluster, "east")["observers_down"] == ["west"])
 
     seen, data = wait_status(cluster, west_alone_sees_east_down, FALL * INTERVAL + 10, "west's DOWN vote for east")
     measured("west's lone DOWN vote visible in status", seen - cut, "fall x interval + a status run")
@@ -158,12 +176,34 @@ def test_b_one_observer_cut_off_from_the_primary_changes_nothing(
     east = region(data, cluster, "east")
     assert (east["status"], east["healthy"]) == ("up", True), east
     assert data["domains"][cluster.domain]["primary"] == "east"
-    assert data["leader"] == "west"
+    assert data["leader"] == "witness"
     assert all(o["alive"] for o in data["observers"].values()), data["observers"]
 
 
+@pytest.mark.parametrize("cluster", ["west"], indirect=True)
+def test_b_the_leader_cut_off_from_one_primary_gateway_changes_nothing(
+    cluster: Cluster, firewall: Firewall, measured: Measured
+) -> None:
+    """The same partition, narrower: the leader alone cannot reach east-a; the other two
+    observers see it fine. One vantage point must not change what is published."""
+    assert cluster.wait_ready()[0] == "west"
+    start = cluster.recorder.latest()
+    assert start is not None
+
+    cut = time.monotonic()
+    firewall.cut(UIDS["west"], [EAST["east-a"]], [cluster.gateway_port], how="drop")
+    # west's streak for east-a is DOWN after fall probes (each up to the 500 ms timeout)
+    try:
+        hold_steady(cluster, start, cut + FALL * INTERVAL + 1.0 + STEADY_WINDOW, "the leader cut off from east-a")
+    except AssertionError as exc:  # say what the leader wrote, from the audit log
+        applied = [(e["at"], e["observer"], e["kind"], e["detail"]) for e in cluster.history()
+                   if e["kind"] in ("applying", "applied")]
+        raise AssertionError(f"{exc}\naudit log, adapter entries: {applied}") from None
+    assert [s.published for s in cluster.recorder.since(cut)] == [start]
+
+
 # -- (c) ---------------------------------------------------------------------------------------------
-def test_c_leader_killed_a_new_leader_within_the_lease_and_promote_works(cluster: Cluster, measured) -> None:
+def test_c_leader_killed_a_new_leader_within_the_lease_and_promote_works(cluster: Cluster, measured: Measured) -> None:
     old, token = cluster.wait_ready()
 
     killed = time.monotonic()
@@ -181,8 +221,8 @@ def test_c_leader_killed_a_new_leader_within_the_lease_and_promote_works(cluster
 
     # the new leader's first evaluation rewrites the marker under its own token
     cluster.recorder.wait(lambda p: p.marker is not None and (p.marker.by, p.marker.token) == (new, new_token),
-                          5, "the marker rewritten by the new leader")
-    assert cluster.recorder.latest().addresses == EAST_ADDRS
+                          killed, 5, "the marker rewritten by the new leader")
+    assert cluster.published().addresses == EAST_ADDRS
     _, data = wait_status(cluster, lambda d: d["leader"] == new and not d["observers"][old]["alive"], 10,
                           "status names the new leader, the dead one not alive")
     assert all(data["observers"][n]["alive"] for n in OBSERVERS if n != old), data["observers"]
@@ -199,7 +239,7 @@ def test_c_leader_killed_a_new_leader_within_the_lease_and_promote_works(cluster
 
 
 def test_c_leader_cut_off_from_etcd_stops_writing_and_a_new_leader_fails_over(
-    cluster: Cluster, gateways, firewall: Firewall, measured
+    cluster: Cluster, gateways: Gateways, firewall: Firewall, measured: Measured
 ) -> None:
     pool, _ = gateways
     old, token = cluster.wait_ready()
@@ -220,7 +260,7 @@ def test_c_leader_cut_off_from_etcd_stops_writing_and_a_new_leader_fails_over(
     assert elected - cut >= TTL - LOOP_WAIT - 0.5, "a new leader while the old one's lease was still live"
     assert new_token > token
 
-    flipped = cluster.recorder.wait(west_published, 10, "west published by the new leader")
+    flipped = cluster.recorder.wait(west_published, killed, 10, "west published by the new leader")
     measured("failover with the leader cut off (from east's death)", flipped - killed, f"bound {bound + 2:g}s")
     assert flipped - killed <= bound + 2  # the new leader's first evaluation: the quorum already saw east down
     history = cluster.recorder.since(cut)
@@ -250,7 +290,7 @@ def test_c_leader_cut_off_from_etcd_stops_writing_and_a_new_leader_fails_over(
 
 # -- (d) ---------------------------------------------------------------------------------------------
 def test_d_etcd_without_quorum_nothing_moves_and_the_failover_happens_when_it_returns(
-    cluster: Cluster, gateways, etcd_cluster: EtcdCluster, measured
+    cluster: Cluster, gateways: Gateways, etcd_cluster: EtcdCluster, measured: Measured
 ) -> None:
     pool, _ = gateways
     cluster.wait_ready()
@@ -267,7 +307,8 @@ def test_d_etcd_without_quorum_nothing_moves_and_the_failover_happens_when_it_re
 
         status = cluster.status()
         assert status.returncode == 1, (status.returncode, status.data, status.stderr)
-        assert "etcd" in status.stderr and "error:" in status.stderr, status.stderr
+        # as docs/multi-region.md shows it: "error: etcd: ... failed on every endpoint within 2s: ..."
+        assert "error: etcd:" in status.stderr and "failed on every endpoint" in status.stderr, status.stderr
         measured("failover status without etcd quorum (exit 1)", status.seconds, "CLI run, retry_timeout 2s")
 
         # longer than a failover takes and than the lease: the leader's deadline passes meanwhile
@@ -282,11 +323,10 @@ def test_d_etcd_without_quorum_nothing_moves_and_the_failover_happens_when_it_re
     # (or a new leader is elected) and each one's next evaluation (a change, at the latest the
     # 5 s reconcile) publishes its vote and decides.
     bound = TTL + 5.0 + 2.0
-    flipped = cluster.recorder.wait(west_published, bound + 5, "west published once etcd is back")
+    flipped = cluster.recorder.wait(west_published, resumed, bound + 5, "west published once etcd is back")
     measured("failover after etcd got its quorum back", flipped - resumed,
              f"bound ttl + reconcile 5 s + 2 s = {bound:g}s")
     assert flipped - resumed <= bound
-    assert [s.published for s in cluster.recorder.since(resumed)][-1].marker is not None
     assert all(c.running for c in cluster.coordinators.values()), cluster.logs()
-    lead = cluster.leader()
-    assert lead is not None and cluster.recorder.latest().marker.token == lead[1]
+    lead, now = cluster.leader(), cluster.published()
+    assert lead is not None and now.marker is not None and now.marker.token == lead[1], (lead, now)

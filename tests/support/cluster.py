@@ -23,6 +23,7 @@ in CI (``CI`` set) they fail instead.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -188,18 +189,17 @@ class DnsRecorder:
             before = [s for s in self.history if s.at <= start]
             return before[-1:] + [s for s in self.history if s.at > start]
 
-    def wait(self, condition: Callable[[Published], bool], deadline: float, what: str) -> float:
-        """The monotonic time a value matching ``condition`` was first seen (waits for one)."""
+    def wait(self, condition: Callable[[Published], bool], after: float, deadline: float, what: str) -> float:
+        """When a value matching ``condition`` was first published at or after ``after`` (a
+        monotonic time; ``after`` itself if the value current then matches). Waits up to
+        ``deadline`` seconds from now for one."""
         end = time.monotonic() + deadline
-        start = time.monotonic()
         while True:
-            with self._lock:
-                for seen in self.history:
-                    if seen.at >= start - self.every and condition(seen.published):
-                        return seen.at
-                last = self.history[-1].published if self.history else None
+            for seen in self.since(after):
+                if condition(seen.published):
+                    return max(seen.at, after)
             if time.monotonic() >= end:
-                raise AssertionError(f"{what}: not seen within {deadline}s; BIND shows {last}")
+                raise AssertionError(f"{what}: not seen within {deadline}s; BIND shows {self.latest()}")
             time.sleep(self.every / 2)
 
     def close(self) -> None:
@@ -247,19 +247,16 @@ class StatusResult:
     seconds: float
 
 
-def _reach_code_as(uid: int) -> bool:
-    """Can ``uid`` run this interpreter and import failover, with no help?"""
+@functools.cache
+def _reaches_code(uid: int) -> bool:
+    """Can ``uid`` run this interpreter and import failover with no help (asked once per uid)?"""
     try:
-        done = subprocess.run([sys_executable(), "-c", "import failover.cli"], user=uid, group=uid, extra_groups=[],
-                              cwd="/", env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+        done = subprocess.run([failover_cmd()[0], "-c", "import failover.cli"], user=uid, group=uid,
+                              extra_groups=[], cwd="/", env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
                               capture_output=True, timeout=60)
-    except PermissionError:
+    except PermissionError:  # the interpreter itself is out of reach
         return False
     return done.returncode == 0
-
-
-def sys_executable() -> str:
-    return failover_cmd()[0]
 
 
 class Cluster:
@@ -281,7 +278,6 @@ class Cluster:
         self.coordinators = {name: Process(name, UIDS[name], logdir / f"{name}.log") for name in OBSERVERS}
         self._client = EtcdClient(etcd.endpoints, timeout=1.0)
         self.recorder = DnsRecorder(self.published)
-        self._helped: bool | None = None  # run under setpriv with CAP_DAC_READ_SEARCH
 
     # -- the policy ------------------------------------------------------------------------------
     @property
@@ -339,10 +335,8 @@ class Cluster:
         home = self.workdir / coordinator.name
         home.mkdir(exist_ok=True)
         os.chown(home, uid, uid)
-        if self._helped is None:
-            self._helped = not _reach_code_as(uid)
         command = [*failover_cmd(), "run", "--policy", str(self.policy_path)]
-        if self._helped:
+        if not _reaches_code(uid):
             command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                        "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", *command]
             drop: dict[str, Any] = {}
@@ -392,8 +386,18 @@ class Cluster:
         values = self.bind.query(marker_name(self.domain), "TXT")
         return Marker.parse(values[0]) if len(values) == 1 else None
 
+    def serial(self) -> int:
+        return int(self.bind.query(self.bind.zone, "SOA")[0].split()[2])
+
     def published(self) -> Published:
-        return Published(self.addresses(), self.marker())
+        """The records and the marker as of one zone serial: two queries could straddle an
+        update (which changes both at once) and show a state that never existed."""
+        for _ in range(10):
+            serial = self.serial()
+            now = Published(self.addresses(), self.marker())
+            if self.serial() == serial:
+                return now
+        raise RuntimeError(f"{self.bind.zone} kept changing while {self.domain} was read")
 
     # -- etcd, read directly --------------------------------------------------------------------------
     def leader(self) -> tuple[str, int] | None:
@@ -405,8 +409,9 @@ class Cluster:
         found = self._client.range(f"{self.prefix}/members/".encode(), prefix=True).kvs
         return {kv.key.decode().rsplit("/", 1)[1] for kv in found}
 
-    def wait_leader(self, condition: Callable[[tuple[str, int]], bool], deadline: float, what: str) -> tuple[
-            float, tuple[str, int]]:
+    def wait_leader(
+        self, condition: Callable[[tuple[str, int]], bool], deadline: float, what: str
+    ) -> tuple[float, tuple[str, int]]:
         """When a leader key matching ``condition`` was first read (polled every 20 ms)."""
         end = time.monotonic() + deadline
         last: tuple[str, int] | None = None
@@ -455,6 +460,13 @@ class Cluster:
     def cli(self, *args: str, observer: str = "witness", timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*failover_cmd(), *args, "--policy", str(self.policy_path)], env=self.env(observer),
                               capture_output=True, text=True, timeout=timeout)
+
+    def history(self, observer: str = "witness") -> list[dict[str, Any]]:
+        """The audit log (``failover history --json``), oldest first."""
+        done = self.cli("history", "--json", "--domain", self.domain, observer=observer)
+        assert done.returncode == 0, done.stderr
+        entries: list[dict[str, Any]] = json.loads(done.stdout)
+        return entries
 
     def status(self, observer: str = "witness") -> StatusResult:
         began = time.monotonic()
