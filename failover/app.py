@@ -37,7 +37,7 @@ def build_adapters(policy: Policy) -> dict[str, list[Adapter]]:
 
 
 def build_app(policy: Policy, persist: bool = True, with_adapters: bool = True) -> App:
-    store = open_store(policy.state, policy.observer)
+    store = open_store(policy.state, policy.observer, policy.report_freshness())
     try:
         adapters = build_adapters(policy) if with_adapters else {}
     except BaseException:

@@ -309,7 +309,7 @@ def history(domain: str | None, limit: int | None, policy_path: str | None, as_j
     policy = load_policy(policy_path)
     from failover.store import open_store
 
-    store = open_store(policy.state, policy.observer)
+    store = open_store(policy.state, policy.observer, policy.report_freshness())
     try:
         entries = store.history(policy.domain(domain).name if domain else None, limit)
     finally:
@@ -334,9 +334,16 @@ def history(domain: str | None, limit: int | None, policy_path: str | None, as_j
 
 @main.command()
 @click.option("--speed", type=float, default=1.0, help="scale the demo's pauses (tests use less)")
+@click.option(
+    "--cluster", is_flag=True, help="three coordinators (east, west, witness) on a local etcd; needs an etcd binary"
+)
 @handle_errors
-def demo(speed: float) -> None:
+def demo(speed: float, cluster: bool) -> None:
     """The whole system on this machine, with nothing to set up."""
+    if cluster:
+        from failover.demo.cluster import run_cluster_demo
+
+        sys.exit(run_cluster_demo(speed=speed))
     from failover.demo import run_demo
 
     sys.exit(run_demo(speed=speed))

@@ -1,7 +1,9 @@
-"""``failover run``: apscheduler jobs wiring probes, decisions and reconciliation together.
+"""``failover run``: the probe schedule, decisions and reconciliation wired together.
 
-* One job per (domain, check, gateway) at the check's interval, ``max_instances=1``: probes
-  of one target never overlap, and a slow gateway delays nobody else.
+* Every (domain, check, gateway) runs at its check's interval on one ``Schedule`` (a heap and
+  one timer, ``failover.probes.schedule``): first runs spread over the interval, probes of one
+  target never overlap, a slow gateway delays nobody else, and the lag is measured (logged as
+  ``probe schedule: {...}`` when the daemon stops; ``probe_schedule.stats()`` meanwhile).
 * A verdict change wakes the evaluator at once (not a slow timer), so a failover reaches DNS
   within a second of the deciding probe.
 * A reconcile job re-runs the evaluation every few seconds, repairing drift (a record edited
@@ -13,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -25,6 +26,7 @@ from failover.app import App, build_app
 from failover.errors import FailoverError
 from failover.model import DomainOutcome, ProbeResult, StreakKey
 from failover.policy import Policy
+from failover.probes.schedule import Schedule
 
 log = logging.getLogger("failover.daemon")
 
@@ -44,7 +46,9 @@ class Daemon:
         self._probed: set[StreakKey] = set()
         self._dirty = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._scheduler: AsyncIOScheduler | None = None
+        self._scheduler: AsyncIOScheduler | None = None  # the reconcile timer
+        self.probe_schedule: Schedule[StreakKey] | None = None
+        self._schedule_closer: asyncio.Task[None] | None = None
         self._evaluator: asyncio.Task[None] | None = None
         self._shared: list[asyncio.Task[None]] = []
 
@@ -54,22 +58,14 @@ class Daemon:
         return self.evaluations > 0 and len(self._probed) == len(self.app.probes)
 
     async def start(self) -> None:
+        schedule: Schedule[StreakKey] = Schedule(self._probe, self._overran)
+        for key, probe in self.app.probes.items():
+            # Past its own timeout and a second more, a probe is cancelled and counts as failed.
+            schedule.add(key, probe.interval, probe.timeout + 1.0)
+        schedule.start()
+        self.probe_schedule = schedule
+        self._schedule_closer = asyncio.create_task(self._close_schedule_on_stop(schedule), name="probe-schedule")
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
-        now = time.time()
-        for index, (key, probe) in enumerate(self.app.probes.items()):
-            # Spread first runs over a tenth of the interval so hundreds of probes don't start at once.
-            offset = (index % 10) * probe.interval / 100
-            scheduler.add_job(
-                self._probe,
-                "interval",
-                args=[key],
-                seconds=probe.interval,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(probe.interval)),
-                id=f"probe:{key.domain}:{key.gateway}:{key.check}",
-                next_run_time=_dt(now + offset),
-            )
         scheduler.add_job(
             self.request_evaluation,
             "interval",
@@ -92,14 +88,20 @@ class Daemon:
         self._dirty.set()
 
     async def _probe(self, key: StreakKey) -> None:
-        probe = self.app.probes[key]
+        probe = self.app.probes[key]  # looked up each time: the metrics wrap the probes after start()
         try:
-            result = await asyncio.wait_for(probe.run(), probe.timeout + 1.0)
-        except TimeoutError:  # a probe's own timeout should have fired; never let one hang the job
-            result = ProbeResult(False, probe.timeout + 1.0, f"{probe.label}: probe overran its timeout")
+            result = await probe.run()
         except Exception as exc:  # a probe bug counts as a failed probe, never as a silent gap
             log.exception("probe %s of %s failed unexpectedly", probe.label, key.gateway)
             result = ProbeResult(False, 0.0, f"{probe.label}: probe error {exc!r}")
+        self._record(key, result)
+
+    def _overran(self, key: StreakKey, seconds: float) -> None:
+        """The schedule cancelled a run past its deadline: a probe should never get here."""
+        label = self.app.probes[key].label
+        self._record(key, ProbeResult(False, seconds, f"{label}: probe overran its timeout"))
+
+    def _record(self, key: StreakKey, result: ProbeResult) -> None:
         self._probed.add(key)
         try:
             if self.coordinator.record({key: result}, flush=False):  # no store I/O on the loop
@@ -108,6 +110,14 @@ class Daemon:
                     hook()
         except FailoverError as exc:
             log.error("cannot record probe result: %s", exc)
+
+    async def _close_schedule_on_stop(self, schedule: Schedule[StreakKey]) -> None:
+        """``stop()`` sets the stopping flag: no probe starts after it, the ones running are cancelled."""
+        try:
+            await self._stopping.wait()
+        finally:
+            await schedule.aclose()
+            log.info("probe schedule: %s", json.dumps(schedule.stats()))
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -190,12 +200,6 @@ class Daemon:
         await self._stopping.wait()
 
 
-def _dt(ts: float) -> Any:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC)
-
-
 async def serve(
     policy: Policy, extras: Callable[[Daemon], Awaitable[Callable[[], Awaitable[None]]]] | None = None
 ) -> None:
@@ -218,4 +222,3 @@ async def serve(
                     await cleanup()
             finally:
                 await app.aclose()
-

@@ -33,7 +33,5 @@ class Context:
         return event
 
     def freshness(self) -> float:
-        """How old another observer's report may be and still count (and the leader lease TTL
-        of the sqlite store, which has no leases)."""
-        longest = max(c.interval for d in self.policy.domains for c in d.checks)
-        return 3 * longest * max(self.policy.health.rise, self.policy.health.fall) + 30.0
+        """How old another observer's report may be and still count."""
+        return self.policy.report_freshness()

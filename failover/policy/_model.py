@@ -72,6 +72,12 @@ class Policy(Strict):
         """The observers whose reports count toward a quorum: ``observers``, or one per region."""
         return list(self.observers) if self.observers is not None else [r.name for r in self.regions]
 
+    def report_freshness(self) -> float:
+        """Seconds an observer's report stays a vote: three full rise/fall runs of the slowest
+        check, plus 30 s for a cron-run observer's schedule."""
+        longest = max(c.interval for d in self.domains for c in d.checks)
+        return 3 * longest * max(self.health.rise, self.health.fall) + 30.0
+
     @property
     def witnesses(self) -> list[str]:
         """The voters that are not regions: they probe and vote, and never get traffic."""

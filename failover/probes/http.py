@@ -5,7 +5,7 @@ handshake costs far more than httpx does, and httpx brings what HTTPS needs, cer
 verification (``verify_tls``) with SNI per domain. Each probe keeps one connection alive to its
 gateway, so a handshake is paid once per connection, not per probe. The SSL contexts (one with
 verification, one without) are shared by every probe: building one per probe cost a CA bundle
-load and about 1 MB for each target.
+load and about 0.8 MB for each target with verification.
 """
 
 from __future__ import annotations

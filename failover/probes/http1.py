@@ -11,9 +11,10 @@ SNI per domain are what httpx does well.
 What is checked, as with httpx before: the status line against ``expect_status``, the body
 (searched for the UTF-8 bytes of ``body_contains`` within the first ``BODY_LIMIT`` bytes), the
 Host header set to the domain (or ``host``), one deadline (``timeout``) for connect and answer
-together. The answer is read to its end (Content-Length, chunked or close), like
-blackbox_exporter, so the gateway closes first and keeps the TIME_WAIT; without a body check a
-body past ``BODY_LIMIT`` is not waited for. Every failure is a one-line reason; anything that is
+together (``failover.probes._deadline``: one coarse timer for all probes, not one each). The
+answer is read to its end (Content-Length, chunked or close), like blackbox_exporter, so the
+gateway closes first and keeps the TIME_WAIT; without a body check a body past ``BODY_LIMIT``
+is not waited for. Every failure is a one-line reason; anything that is
 not HTTP/1.x is a ``RemoteProtocolError``, the word httpx used, so reasons read the same on both
 paths.
 """
@@ -28,6 +29,7 @@ from urllib.parse import quote
 
 from failover.model import ProbeResult
 from failover.policy import HttpCheck
+from failover.probes._deadline import watch_deadline
 from failover.probes.base import Probe, Target
 
 BODY_LIMIT = 1 << 20  # bytes of body read at most
@@ -206,18 +208,21 @@ class PlainHttpProbe(Probe):
         done: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         exchange = _Exchange(self._request, self._needle is not None, done)
         transport: asyncio.Transport | None = None
+        watch = watch_deadline(self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
-                transport, _ = await loop.create_connection(lambda: exchange, self.target.address, self.port)
-                status, body = await done
+            transport, _ = await loop.create_connection(lambda: exchange, self.target.address, self.port)
+            status, body = await done
             elapsed = time.perf_counter() - start
-        except TimeoutError:
+        except asyncio.CancelledError:
+            if not watch.absorb():
+                raise
             return self._fail(start, f"no answer in {self.timeout:g}s")
         except ProtocolViolation as exc:
             return self._fail(start, f"RemoteProtocolError ({exc})")
         except OSError as exc:
             return self._fail(start, _os_reason(exc))
         finally:
+            watch.finished = True
             answered = done.done() and not done.cancelled() and done.exception() is None
             done.cancel()  # whatever the connection says from now on is not waited for
             if transport is not None and answered:

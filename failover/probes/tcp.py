@@ -1,12 +1,12 @@
-"""TCP connect probe."""
+"""TCP connect probe: a connection accepted within the timeout, then closed."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from failover.model import ProbeResult
 from failover.policy import TcpCheck
+from failover.probes._deadline import watch_deadline
 from failover.probes.base import Probe, Stopwatch, Target
 
 
@@ -18,14 +18,19 @@ class TcpProbe(Probe):
         self.label = f"tcp:{check.port}"
 
     async def run(self) -> ProbeResult:
-        watch = Stopwatch()
+        clock = Stopwatch()
+        watch = watch_deadline(self.timeout)
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(self.target.address, self.port), self.timeout)
-        except TimeoutError:
-            return ProbeResult(False, watch.elapsed, f"{self.label}: connect timed out after {self.timeout:g}s")
+            transport, _ = await asyncio.get_running_loop().create_connection(
+                asyncio.Protocol, self.target.address, self.port
+            )
+        except asyncio.CancelledError:
+            if not watch.absorb():
+                raise
+            return ProbeResult(False, clock.elapsed, f"{self.label}: connect timed out after {self.timeout:g}s")
         except OSError as exc:
-            return ProbeResult(False, watch.elapsed, f"{self.label}: {exc.strerror or exc}")
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return ProbeResult(True, watch.elapsed, f"{self.label}: connected in {watch.ms()}")
+            return ProbeResult(False, clock.elapsed, f"{self.label}: {exc.strerror or exc}")
+        finally:
+            watch.finished = True
+        transport.close()
+        return ProbeResult(True, clock.elapsed, f"{self.label}: connected in {clock.ms()}")

@@ -1,18 +1,21 @@
-"""The relay inside one process: the listener, route changes and their drain, idle sweep, stats.
+"""The relay inside one process: start and stop, route changes and their drain, idle sweep, stats.
 
-Each accepted connection is a ``Client`` (``_relay.py``); the gateway for its connect comes
-from the ``Balancer`` (``_upstreams.py``).
+The listeners and the event dispatch are the ``Reactor`` (``_reactor.py``); each accepted
+connection is a ``Relay`` (``_relay.py``); the gateway for its connect comes from the
+``Balancer`` (``_upstreams.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import ipaddress
 import logging
 import math
-from functools import partial
+import select
 
-from failover.proxy._relay import Client, Connections
+from failover.errors import ProxyError
+from failover.proxy._reactor import Reactor, listening_sockets
+from failover.proxy._relay import Relay
 from failover.proxy._route import Route
 from failover.proxy._settings import Settings
 from failover.proxy._stats import ProxyStats
@@ -20,13 +23,20 @@ from failover.proxy._stats import ProxyStats
 log = logging.getLogger("failover.proxy")
 
 
-class LocalProxy(Connections):
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class LocalProxy(Reactor):
     """The relay in this process and event loop. ``Proxy`` wraps it (and worker processes)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.settings = settings
-        self._server: asyncio.AbstractServer | None = None
         self._route = Route()
         self._sweeper: asyncio.TimerHandle | None = None
         self._address: tuple[str, int] | None = None
@@ -39,20 +49,18 @@ class LocalProxy(Connections):
 
     async def start(self) -> None:
         s = self.settings
-        self._loop = asyncio.get_running_loop()
-        self._balancer.clock = self._loop.time
-        self._server = await self._loop.create_server(
-            partial(Client, self),
-            s.host,
-            s.port,
-            backlog=s.backlog,
-            reuse_address=True,
-            reuse_port=s.reuse_port or None,
-        )
-        sockname = self._server.sockets[0].getsockname()
+        if not hasattr(select, "epoll"):
+            raise ProxyError("the embedded proxy needs Linux (epoll)")
+        loop = asyncio.get_running_loop()
+        if _is_ip(s.host):
+            socks = listening_sockets(s.host, s.port, s.backlog, s.reuse_port)
+        else:  # a name: resolving it may block
+            socks = await loop.run_in_executor(None, listening_sockets, s.host, s.port, s.backlog, s.reuse_port)
+        sockname = socks[0].getsockname()
         self._address = (str(sockname[0]), int(sockname[1]))
+        self.open(loop, socks)
         if s.idle_timeout > 0:
-            self._sweeper = self._loop.call_later(self._sweep_interval(), self._sweep)
+            self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -67,13 +75,12 @@ class LocalProxy(Connections):
         self._closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._connect_sweeper is not None:
-            self._connect_sweeper.cancel()
-            self._connect_sweeper = None
-        if self._server is not None:
-            self._server.close()
+        if self.connect_sweeper is not None:
+            self.connect_sweeper.cancel()
+            self.connect_sweeper = None
+        self.stop_accepting()
         if self._active:
-            self._all_closed = self._loop.create_future()
+            self._all_closed = self.loop.create_future()
             for conn in list(self._conns):
                 conn.close()
             try:
@@ -83,9 +90,7 @@ class LocalProxy(Connections):
                             self.settings.listen, self._active, timeout)
                 for conn in list(self._conns):
                     conn.close(abort=True)
-        if self._server is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        self.shut()
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -97,15 +102,15 @@ class LocalProxy(Connections):
         """Send new connections by ``route`` from now on; drain connections it leaves behind."""
         if route == self._route:
             return
-        self._balancer.set_route(route)
+        self.balancer.set_route(route)
         self._route = route
         self._route_changes += 1
-        first = set(self._balancer.first)
+        first = set(self.balancer.first)
         leaving = [c for c in self._conns if c._up not in first]
         drain = self.settings.drain_time
-        if leaving and self._loop is not None:
+        if leaving and self.loop is not None:
             if drain > 0:
-                self._loop.call_later(drain, self._drain, leaving)
+                self.loop.call_later(drain, self._drain, leaving)
             else:
                 self._drain(leaving)
         log.info(
@@ -115,8 +120,8 @@ class LocalProxy(Connections):
             f"; {len(leaving)} connections elsewhere close in {drain:g}s" if leaving else "",
         )
 
-    def _drain(self, conns: list[Client]) -> None:
-        first = set(self._balancer.first)  # a later route may have put their gateway back first
+    def _drain(self, conns: list[Relay]) -> None:
+        first = set(self.balancer.first)  # a later route may have put their gateway back first
         for conn in conns:
             if not conn._done and conn._up not in first:
                 self._closed_drained += 1
@@ -128,32 +133,34 @@ class LocalProxy(Connections):
         return min(max(self.settings.idle_timeout / 10, 0.01), 5.0)
 
     def _sweep(self) -> None:
-        now = self._loop.time()
+        now = self.loop.time()
         limit = self.settings.idle_timeout
         for conn in list(self._conns):
-            us = conn._us
-            seen = conn._n + (us._n if us is not None else 0)
+            seen = conn._n + conn._m
             if seen != conn._seen:
                 conn._seen = seen
                 conn._quiet = now
             elif now - conn._quiet >= limit and not conn._done:
-                self._closed_idle += 1
-                conn.close()
-        self._sweeper = self._loop.call_later(self._sweep_interval(), self._sweep)
+                if conn._closing:  # closed earlier but its peer takes nothing: give up on flushing
+                    conn.close(abort=True)
+                else:
+                    self._closed_idle += 1
+                    conn.close()
+        self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep)
 
     # -- stats -----------------------------------------------------------------------------
 
     def stats(self) -> ProxyStats:
-        now = self._loop.time() if self._loop is not None else math.inf
+        now = self.loop.time() if self.loop is not None else math.inf
         return ProxyStats(
             connections_active=self._active,
             connections_total=self._total,
             rejected_max_connections=self._rejected_max,
-            rejected_no_upstream=self._rejected_no_upstream,
+            rejected_no_upstream=self.rejected_no_upstream,
             closed_idle=self._closed_idle,
             closed_drained=self._closed_drained,
             bytes_from_clients=self._bytes_in + sum(c._n for c in self._conns),
-            bytes_to_clients=self._bytes_out + sum(c._us._n for c in self._conns if c._us is not None),
+            bytes_to_clients=self._bytes_out + sum(c._m for c in self._conns),
             route_changes=self._route_changes,
-            upstreams=self._balancer.stats(now),
+            upstreams=self.balancer.stats(now),
         )

@@ -162,6 +162,15 @@ class Balancer:
         up.ejected_until = now + eject
         self._eject_horizon = max(self._eject_horizon, up.ejected_until)
 
+    def next_after_failure(self, failed: Upstream, exc: BaseException, tried: list[Upstream]) -> Upstream | None:
+        """Count ``failed``'s failure (and eject it); the upstream to try next, if any is left."""
+        self.connect_failed(failed, exc)
+        tried.append(failed)
+        nxt = self.pick(tried)
+        if nxt is not None:
+            nxt.retries += 1
+        return nxt
+
     def stats(self, now: float) -> dict[str, UpstreamStats]:
         return {
             f"{up.region}/{up.address}": UpstreamStats(

@@ -13,9 +13,10 @@ from failover.store.abc import Store
 __all__ = ["Store", "open_store"]
 
 
-def open_store(state: State | str, observer: str = "") -> Store:
+def open_store(state: State | str, observer: str = "", report_ttl: float | None = None) -> Store:
     """The store a policy's ``state`` block names; ``observer`` is this process (etcd keeps
-    its session, its reports and its leadership under that name)."""
+    its session, its reports and its leadership under that name); ``report_ttl``: how long
+    its reports outlive it (``Policy.report_freshness()``)."""
     url = state if isinstance(state, str) else state.url
     if url.startswith("sqlite:///"):
         from failover.store.sqlite import SqliteStore
@@ -27,5 +28,5 @@ def open_store(state: State | str, observer: str = "") -> Store:
         if not observer:
             raise UsageError("an etcd store needs the observer this process is (policy observer or FAILOVER_OBSERVER)")
         block = state if isinstance(state, State) else State(url=url)
-        return EtcdStore.from_policy(block, observer)
+        return EtcdStore.from_policy(block, observer, report_ttl)
     raise UsageError(f"state.url {url!r}: no backend for this scheme (supported: sqlite:///, etcd://, etcds://)")

@@ -34,6 +34,7 @@ class Session:
         observer: str,
         ttl: float,
         retry_timeout: float,
+        report_ttl: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -41,6 +42,8 @@ class Session:
         self.observer = observer
         self.ttl = max(1, int(ttl))
         self.margin = retry_timeout
+        self.report_ttl = max(self.ttl, int(report_ttl or self.ttl))
+        self._report_lease: int | None = None
         self.leader_key = prefix + b"/leader"
         self.member_key = prefix + b"/members/" + observer.encode()
         self.seen_key = prefix + b"/seen/" + observer.encode()
@@ -83,6 +86,18 @@ class Session:
                 return self.lease()
             self._deadline = sent + min(remaining, self.ttl) - self.margin
             return self._lease
+
+    def report_lease(self) -> int:
+        """The lease this observer's report lives under: as long as a report stays fresh, and
+        never revoked on exit, so a cron-run observer's vote outlives its process until then."""
+        with self._lock:
+            if self._report_lease is None:
+                self._report_lease = self.client.lease_grant(self.report_ttl).id
+            return self._report_lease
+
+    def report_lost(self) -> None:
+        with self._lock:
+            self._report_lease = None
 
     # -- leadership --------------------------------------------------------------------------
     def campaign(self) -> int | None:

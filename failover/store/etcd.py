@@ -5,7 +5,7 @@ Keys under the prefix::
 
     /state/<domain>        DomainState; compare-and-set on the epoch via the key's mod revision
     /streaks/<observer>    that observer's rise/fall streaks (one writer: the observer)
-    /health/<observer>     that observer's region verdicts, under its session lease
+    /health/<observer>     that observer's verdicts, under a lease as long as a report stays fresh
     /members/<observer>    that observer is alive, under its session lease
     /seen/<observer>       when that observer last renewed its session (kept after it dies)
     /leader                the leader's name, under its lease; its create revision fences
@@ -44,17 +44,18 @@ class EtcdStore(Store):
         ttl: float = 10.0,
         retry_timeout: float = 3.0,
         url: str | None = None,
+        report_ttl: float | None = None,
     ) -> None:
         self.client = client
         self.url = url or f"etcd://{','.join(client.endpoints)}{prefix}"
         self.prefix = prefix.rstrip("/").encode()
         self.observer = observer
-        self.session = Session(client, self.prefix, observer, ttl, retry_timeout)
+        self.session = Session(client, self.prefix, observer, ttl, retry_timeout, report_ttl)
         self._closed = False
         self._watched = 0  # the next revision wait_for_change() reads from (0: from now)
 
     @classmethod
-    def from_policy(cls, state: State, observer: str) -> EtcdStore:
+    def from_policy(cls, state: State, observer: str, report_ttl: float | None = None) -> EtcdStore:
         credentials = state.credentials()
         user, password = credentials if credentials else (None, None)
         client = EtcdClient(
@@ -66,7 +67,7 @@ class EtcdStore(Store):
             user=user,
             password=password,
         )
-        return cls(client, state.prefix, observer, state.ttl, state.retry_timeout, state.url)
+        return cls(client, state.prefix, observer, state.ttl, state.retry_timeout, state.url, report_ttl)
 
     def _key(self, *parts: str) -> bytes:
         for part in parts:
@@ -134,11 +135,11 @@ class EtcdStore(Store):
         value = json.dumps({"updated": now, "verdicts": rows}, separators=(",", ":")).encode()
         key = self._key("health", observer)
         self._check()
-        try:  # under this process's lease: the vote goes when the process does
-            self.client.put(key, value, lease=self.session.lease())
+        try:  # under a lease as long as the report stays fresh: a dead observer's vote goes with it
+            self.client.put(key, value, lease=self.session.report_lease())
         except EtcdLeaseNotFound:
-            self.session.lost()
-            self.client.put(key, value, lease=self.session.lease())
+            self.session.report_lost()
+            self.client.put(key, value, lease=self.session.report_lease())
 
     def all_region_health(self, fresh_after: float) -> dict[str, dict[tuple[str, str], RegionHealth]]:
         out: dict[str, dict[tuple[str, str], RegionHealth]] = {}

@@ -1,0 +1,205 @@
+"""One timer for thousands of short periodic jobs: the daemon's probes.
+
+apscheduler keeps a job store, a thread-safe wakeup and an executor per job, and fires each
+job through them: at a few thousand probes a second that bookkeeping alone filled a core, and
+its misfire handling skipped runs ("maximum number of running instances reached") instead of
+saying how late they were. Here:
+
+* one heap of ``(due, seq, job)`` and one loop timer armed for the earliest due time; each due
+  job runs as its own task, so a slow or hanging target delays nobody;
+* at most ``BURST`` runs start per turn of the event loop; the rest wait for the next turn.
+  When the core is the limit, a turn takes longer the more runs are in flight, so starts slow
+  down by themselves: runs are late and then missed (both counted) instead of piling up until
+  every probe's own timeout fires before its answer is read (false failures); when the network
+  is the limit, turns stay short and nothing is held back;
+* first runs spread evenly over each interval (job *i* of the *n* sharing an interval first
+  runs at ``start + interval * i / n``): no thundering herd at start;
+* no overlap per job: a job goes back into the heap only when its run ends, due at the next
+  step of its own grid (``first + k * interval``); a step that is more than half an interval
+  gone by then is missed (counted), not run late in a burst;
+* a run still going ``deadline`` seconds after it started is cancelled and reported
+  (``on_overrun``), so a probe that ignores its own timeout cannot stall its target forever;
+* lag (start minus due) is recorded for every run; ``stats()`` gives p50/p99/max over the last
+  ``LAG_WINDOW`` runs, with runs, missed steps and overruns since start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import math
+from array import array
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger("failover.schedule")
+
+K = TypeVar("K", bound=Hashable)
+
+LAG_WINDOW = 8192  # runs kept for the lag percentiles
+EARLY = 0.001  # a job due within this is started by the current tick (timers have 1 ms resolution)
+SWEEP = 0.25  # how often runs are checked against their deadline
+BURST = 64  # runs started per turn of the event loop, at most
+
+
+class _Job(Generic[K]):
+    __slots__ = ("deadline", "due", "interval", "key", "started", "task")
+
+    def __init__(self, key: K, interval: float, deadline: float) -> None:
+        self.key = key
+        self.interval = interval
+        self.deadline = deadline
+        self.due = 0.0
+        self.started = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+
+class Schedule(Generic[K]):
+    """Runs ``run(key)`` every ``interval`` for each key added, from ``start()`` until ``aclose()``."""
+
+    def __init__(
+        self,
+        run: Callable[[K], Coroutine[Any, Any, None]],
+        on_overrun: Callable[[K, float], None] | None = None,
+    ) -> None:
+        self._run = run
+        self._on_overrun = on_overrun
+        self._jobs: list[_Job[K]] = []
+        self._heap: list[tuple[float, int, _Job[K]]] = []
+        self._seq = itertools.count()
+        self._running: set[_Job[K]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = math.inf
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._lags = array("d", bytes(8 * LAG_WINDOW))
+        self._closed = False
+        self.runs = 0
+        self.missed = 0
+        self.overruns = 0
+
+    def add(self, key: K, interval: float, deadline: float) -> None:
+        if self._loop is not None:
+            raise RuntimeError("add every job before start()")
+        if interval <= 0 or deadline <= 0:
+            raise ValueError(f"{key!r}: interval and deadline must be positive")
+        self._jobs.append(_Job(key, interval, deadline))
+
+    def start(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        now = loop.time()
+        by_interval: dict[float, list[_Job[K]]] = defaultdict(list)
+        for job in self._jobs:
+            by_interval[job.interval].append(job)
+        for interval, jobs in by_interval.items():
+            for rank, job in enumerate(jobs):
+                job.due = now + interval * rank / len(jobs)
+                self._heap.append((job.due, next(self._seq), job))
+        heapq.heapify(self._heap)
+        if self._heap:
+            self._arm(self._heap[0][0])
+        self._sweeper = loop.call_later(SWEEP, self._sweep)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def stats(self) -> dict[str, float | int]:
+        """Runs, missed steps and overruns since start; lag percentiles (ms) over the last runs."""
+        lags = sorted(self._lags[: min(self.runs, LAG_WINDOW)])
+
+        def pct(q: float) -> float:
+            return round(lags[min(len(lags) - 1, int(q * len(lags)))] * 1000, 1) if lags else 0.0
+
+        return {
+            "jobs": len(self._jobs),
+            "runs": self.runs,
+            "missed": self.missed,
+            "overruns": self.overruns,
+            "in_flight": len(self._running),
+            "lag_p50_ms": pct(0.50),
+            "lag_p99_ms": pct(0.99),
+            "lag_max_ms": round(lags[-1] * 1000, 1) if lags else 0.0,
+        }
+
+    async def aclose(self) -> None:
+        """Stop starting runs; cancel the ones in flight and wait for them to end."""
+        self._closed = True
+        for handle in (self._timer, self._sweeper):
+            if handle is not None:
+                handle.cancel()
+        tasks = [job.task for job in self._running if job.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the loop's side ------------------------------------------------------------------------
+    def _arm(self, at: float) -> None:
+        assert self._loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._tick)
+
+    def _next_turn(self, now: float) -> None:
+        assert self._loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = now
+        self._timer = self._loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        if self._closed:
+            return
+        assert self._loop is not None
+        now = self._loop.time()
+        heap, launched = self._heap, 0
+        while heap and heap[0][0] <= now + EARLY and launched < BURST:
+            self._launch(heapq.heappop(heap)[2], now)
+            launched += 1
+        if heap and heap[0][0] <= now + EARLY:  # more are due: after the loop has read its sockets
+            self._next_turn(now)
+        elif heap:
+            self._arm(heap[0][0])
+
+    def _launch(self, job: _Job[K], now: float) -> None:
+        assert self._loop is not None
+        self._lags[self.runs % LAG_WINDOW] = max(0.0, now - job.due)
+        self.runs += 1
+        job.started = now
+        job.task = self._loop.create_task(self._run(job.key))
+        job.task.add_done_callback(lambda task: self._ended(job, task))
+        self._running.add(job)
+
+    def _ended(self, job: _Job[K], task: asyncio.Task[None]) -> None:
+        self._running.discard(job)
+        job.task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("scheduled run for %r failed", job.key, exc_info=task.exception())
+        if self._closed:
+            return
+        assert self._loop is not None
+        now = self._loop.time()
+        steps = max(1, math.ceil((now - job.due - job.interval / 2) / job.interval))
+        self.missed += steps - 1
+        job.due += steps * job.interval
+        heapq.heappush(self._heap, (job.due, next(self._seq), job))
+        if job.due < self._timer_at:
+            self._arm(job.due)
+
+    def _sweep(self) -> None:
+        if self._closed:
+            return
+        assert self._loop is not None
+        now = self._loop.time()
+        for job in [j for j in self._running if now - j.started > j.deadline]:
+            if job.task is not None and not job.task.cancelling() and job.task.cancel():
+                self.overruns += 1
+                if self._on_overrun is not None:
+                    self._on_overrun(job.key, now - job.started)
+        self._sweeper = self._loop.call_later(SWEEP, self._sweep)
