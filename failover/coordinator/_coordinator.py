@@ -67,11 +67,11 @@ class Coordinator:
         self.reconciler = Reconciler(self.ctx)
         self._evaluating = threading.Lock()  # one evaluation at a time (daemon, API, reconcile)
         self._verdicts: dict[tuple[str, str], Status] = {}  # last merged verdicts, for RegionDown/Up
-        self._stored: dict[str, DomainState | None] = {}
+        self._stored: dict[str, DomainState | None] = {}  # what the store held, before our first decision
         self._quorum: bool | None = None  # the voters had a majority of fresh reports last time
-        self._token: int | None = (
-            None  # our fencing token last time we campaigned  # what the store held, before our first decision
-        )
+        self._token: int | None = None  # our fencing token when we last campaigned
+        self._failing_since: float | None = None  # leading, and every adapter change failing since
+        self._stand_down_until = float("-inf")  # no campaign for the leadership before this
 
     # -- what the faces use ------------------------------------------------------------------
     @property
@@ -153,7 +153,9 @@ class Coordinator:
                 self.campaign()  # a cron run, or a daemon between its renewals
             names = [d.name for d in self.policy.domains if domains is None or d.name in domains]
             if len(names) <= 1:
-                return [self._evaluate_domain(name, snap, apply) for name in names]
+                outcomes = [self._evaluate_domain(name, snap, apply) for name in names]
+                self._stand_down_if_stuck(outcomes, now)
+                return outcomes
             # Domains are independent (own adapters, own compare-and-set): one waiting on its
             # provider (Route 53 INSYNC, a Cloud DNS change) must not hold the others' failover.
             # Each task runs in a copy of the caller's context, so what an operation collects
@@ -163,7 +165,30 @@ class Coordinator:
                     pool.submit(contextvars.copy_context().run, self._evaluate_domain, name, snap, apply)
                     for name in names
                 ]
-                return [future.result() for future in futures]
+                outcomes = [future.result() for future in futures]
+            self._stand_down_if_stuck(outcomes, now)
+            return outcomes
+
+    def _stand_down_if_stuck(self, outcomes: Sequence[DomainOutcome], now: float) -> None:
+        """A leader that cannot reach its providers (cut off from DNS, not from etcd) would hold
+        every change: after a lease TTL of nothing but failed changes it hands the leadership to
+        a coordinator that may reach them, and keeps out of the race for three TTLs."""
+        if self.policy.state.backend != "etcd" or self.store.leading() is None:
+            self._failing_since = None
+            return
+        actions = [a.action for o in outcomes for a in o.adapters]
+        if AdapterAction.ERROR not in actions or any(a in (AdapterAction.APPLIED, AdapterAction.NOOP) for a in actions):
+            self._failing_since = None
+            return
+        self._failing_since = self._failing_since if self._failing_since is not None else now
+        ttl = self.policy.state.ttl
+        if now - self._failing_since < ttl:
+            return
+        log.warning("%s: every traffic change failed for %.0fs: handing the leadership over", self.observer, ttl)
+        self.store.resign()
+        self._stand_down_until = now + 3 * ttl
+        self._failing_since = None
+        self.campaign()
 
     def _tell_quorum(self, snap: Snapshot) -> None:
         if not snap.voters:
@@ -179,8 +204,10 @@ class Coordinator:
             self.emit(ev.QuorumRegained, at=snap.now, reporting=snap.reporting, voters=snap.voters)
 
     def campaign(self) -> int | None:
-        """Renew this process's lease and take or keep the leadership; tell when it changes."""
-        token = self.store.campaign(self.observer)
+        """Renew this process's lease and take or keep the leadership; tell when it changes.
+        A leader that stood down (its adapters kept failing) only renews for a while."""
+        take = self.clock() >= self._stand_down_until
+        token = self.store.campaign(self.observer, take=take)
         if token != self._token:
             previous, self._token = self._token, token
             if token is not None or previous is not None:

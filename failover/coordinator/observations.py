@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from failover import events as ev
 from failover import health
 from failover.coordinator._context import Context
+from failover.errors import StoreError
 from failover.model import ProbeResult, RegionHealth, Snapshot, Status, Streak, StreakKey
 
 log = logging.getLogger("failover")
@@ -28,11 +29,15 @@ class Observations:
         self._lock = threading.RLock()  # guards the in-memory streaks; held briefly, never across I/O
         self._unflushed: dict[StreakKey, Streak] = {}
         self._warnings: list[tuple[StreakKey, ProbeResult]] = []  # told at the next flush, off the loop
-        self._streaks: dict[StreakKey, Streak] = ctx.store.get_streaks(ctx.observer)
+        try:
+            self._streaks: dict[StreakKey, Streak] = ctx.store.get_streaks(ctx.observer)
+            self._own: Own = ctx.store.get_region_health(ctx.observer)
+        except StoreError as exc:  # a shared store down at start: probe from scratch, act on nothing
+            log.warning("starting without the stored probe results (%s); counting rise/fall afresh", exc)
+            self._streaks, self._own = {}, {}
         if targets is not None:  # a check removed or renamed in the policy must not keep a gateway down
             wanted = set(targets)
             self._streaks = {k: v for k, v in self._streaks.items() if k in wanted}
-        self._own: Own = ctx.store.get_region_health(ctx.observer)
         self._published: dict[tuple[str, str], tuple[Status, int, int]] | None = None
         self._published_at = float("-inf")
 

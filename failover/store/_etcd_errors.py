@@ -23,9 +23,23 @@ from failover.errors import StoreError
 
 # google.golang.org/grpc/codes: what the gateway reports in "code" / "grpc_code".
 GRPC_CODES = {
-    0: "OK", 1: "Canceled", 2: "Unknown", 3: "InvalidArgument", 4: "DeadlineExceeded", 5: "NotFound",
-    6: "AlreadyExists", 7: "PermissionDenied", 8: "ResourceExhausted", 9: "FailedPrecondition", 10: "Aborted",
-    11: "OutOfRange", 12: "Unimplemented", 13: "Internal", 14: "Unavailable", 15: "DataLoss", 16: "Unauthenticated",
+    0: "OK",
+    1: "Canceled",
+    2: "Unknown",
+    3: "InvalidArgument",
+    4: "DeadlineExceeded",
+    5: "NotFound",
+    6: "AlreadyExists",
+    7: "PermissionDenied",
+    8: "ResourceExhausted",
+    9: "FailedPrecondition",
+    10: "Aborted",
+    11: "OutOfRange",
+    12: "Unimplemented",
+    13: "Internal",
+    14: "Unavailable",
+    15: "DataLoss",
+    16: "Unauthenticated",
 }
 UNAVAILABLE, DEADLINE_EXCEEDED = 14, 4
 # etcd's api/v3rpc/rpctypes/error.go wording, matched exactly as Patroni does.
@@ -35,11 +49,13 @@ AUTH_FAILED = "etcdserver: authentication failed, invalid user ID or password"
 AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
 PERMISSION_DENIED = "etcdserver: permission denied"
 # A missing, expired or outdated token: authenticate again, then retry once.
-TOKEN_ERRORS = frozenset({
-    "etcdserver: invalid auth token",
-    "etcdserver: user name is empty",
-    "etcdserver: revision of auth store is old",
-})
+TOKEN_ERRORS = frozenset(
+    {
+        "etcdserver: invalid auth token",
+        "etcdserver: user name is empty",
+        "etcdserver: revision of auth store is old",
+    }
+)
 
 
 class EtcdError(StoreError):

@@ -88,9 +88,17 @@ class Connection:
     """The endpoints of one cluster and everything needed to call them; safe to share
     between threads."""
 
-    def __init__(self, endpoints: Sequence[str], timeout: float, ca_file: str | None, cert_file: str | None,
-                 key_file: str | None, user: str | None, password: str | None,
-                 transport: httpx.BaseTransport | None) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        timeout: float,
+        ca_file: str | None,
+        cert_file: str | None,
+        key_file: str | None,
+        user: str | None,
+        password: str | None,
+        transport: httpx.BaseTransport | None,
+    ) -> None:
         if not endpoints:
             raise EtcdError("etcd: no endpoint given")
         if timeout <= 0:
@@ -141,12 +149,14 @@ class Connection:
             yield endpoint, now + (deadline - now) / (len(order) - index)
 
     def unavailable(self, what: str, order: list[str], failures: list[str]) -> EtcdUnavailable:
-        untried = [f"{e}: not tried, deadline passed" for e in order[len(failures):]]
-        return EtcdUnavailable(f"etcd: {what} failed on every endpoint within {self.timeout:g}s: "
-                               + "; ".join(failures + untried))
+        untried = [f"{e}: not tried, deadline passed" for e in order[len(failures) :]]
+        return EtcdUnavailable(
+            f"etcd: {what} failed on every endpoint within {self.timeout:g}s: " + "; ".join(failures + untried)
+        )
 
-    def call(self, path: str, body: dict[str, Any], what: str, *, write: bool,
-             streamed: bool = False) -> tuple[str, dict[str, Any]]:
+    def call(
+        self, path: str, body: dict[str, Any], what: str, *, write: bool, streamed: bool = False
+    ) -> tuple[str, dict[str, Any]]:
         """POST ``body`` to ``<prefix><path>``; the endpoint that answered and its JSON answer
         (the first message's ``result`` when the gateway streams it). Raises ``EtcdError``."""
         order, failures = self.order(), []
@@ -157,8 +167,10 @@ class Connection:
                 self.failed(endpoint)
                 log.debug("etcd %s: %s: %s", endpoint, what, failed.reason)
                 if failed.sent and write:
-                    raise EtcdOutcomeUnknown(f"etcd {endpoint}: {what} was sent but {failed.reason}; it may or may "
-                                             "not have been applied", endpoint) from None
+                    raise EtcdOutcomeUnknown(
+                        f"etcd {endpoint}: {what} was sent but {failed.reason}; it may or may not have been applied",
+                        endpoint,
+                    ) from None
                 failures.append(f"{endpoint}: {failed.reason}")
         raise self.unavailable(what, order, failures)
 
@@ -182,8 +194,17 @@ class Connection:
         return data
 
     # -- one request to one endpoint --------------------------------------------------------
-    def send(self, endpoint: str, path: str, body: dict[str, Any], what: str, until: float, *,
-             stream: bool = False, stream_read_timeout: float | None = None) -> httpx.Response:
+    def send(
+        self,
+        endpoint: str,
+        path: str,
+        body: dict[str, Any],
+        what: str,
+        until: float,
+        *,
+        stream: bool = False,
+        stream_read_timeout: float | None = None,
+    ) -> httpx.Response:
         """The 200 answer of one endpoint (with ``stream``, its body not yet read and read with
         ``stream_read_timeout`` once the headers are in); raises ``Failed`` when another
         endpoint may do better, ``EtcdError`` when etcd refused."""
@@ -191,8 +212,9 @@ class Connection:
         for last_try in (False, True):
             token = self.token(endpoint, prefix, until)
             headers = {"Authorization": token} if token else {}
-            request = self.http.build_request("POST", endpoint + prefix + path, json=body, headers=headers,
-                                              timeout=remaining(until))
+            request = self.http.build_request(
+                "POST", endpoint + prefix + path, json=body, headers=headers, timeout=remaining(until)
+            )
             response = self.transmit(request, sent=True, stream=stream)
             if response.status_code == 200:
                 if stream:
@@ -251,8 +273,9 @@ class Connection:
         cluster = parse_version(data.get("etcdcluster"))
         version = cluster or parse_version(data.get("etcdserver"))
         if version is None or version < (3, 0):
-            raise EtcdError(f"etcd {endpoint}: version {data.get('etcdserver')!r} is not supported (3.0 or later)",
-                            endpoint)
+            raise EtcdError(
+                f"etcd {endpoint}: version {data.get('etcdserver')!r} is not supported (3.0 or later)", endpoint
+            )
         prefix = "/v3" if version >= (3, 4) else "/v3beta" if version >= (3, 3) else "/v3alpha"
         if cluster:  # until the cluster has agreed on a version, ask again next time
             with self._lock:
@@ -268,8 +291,9 @@ class Connection:
         if token is not None:
             return token or None
         body = {"name": self.user, "password": self._password}
-        request = self.http.build_request("POST", endpoint + prefix + "/auth/authenticate", json=body,
-                                          timeout=remaining(until))
+        request = self.http.build_request(
+            "POST", endpoint + prefix + "/auth/authenticate", json=body, timeout=remaining(until)
+        )
         response = self.transmit(request, sent=False)  # refused or lost, the call was not sent
         data = json_or_none(response)
         error = grpc_error(data)
@@ -278,8 +302,9 @@ class Connection:
         elif error is not None and error[1] == AUTH_NOT_ENABLED:
             token = ""
         elif error is not None and error[1] == AUTH_FAILED:
-            raise EtcdAuthFailed(f"etcd {endpoint}: user {self.user!r} was refused: wrong user or password",
-                                 endpoint, error[0])
+            raise EtcdAuthFailed(
+                f"etcd {endpoint}: user {self.user!r} was refused: wrong user or password", endpoint, error[0]
+            )
         elif error is not None and error[0] in (UNAVAILABLE, DEADLINE_EXCEEDED):
             raise Failed(f"authenticate: {describe(*error)}", sent=False)
         elif error is not None:

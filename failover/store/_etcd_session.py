@@ -100,8 +100,9 @@ class Session:
             self._report_lease = None
 
     # -- leadership --------------------------------------------------------------------------
-    def campaign(self) -> int | None:
-        """Renew, keep the member key, take the leader key if it is free; the token while leading."""
+    def campaign(self, take: bool = True) -> int | None:
+        """Renew, keep the member key, take the leader key if it is free (unless ``take`` is
+        False); the token while leading."""
         with self._lock:
             lease = self.renew()
             member = json.dumps({"last_seen": self._wall()}).encode()
@@ -111,7 +112,9 @@ class Session:
                 self.lost()
                 return None
             current = self.client.get(self.leader_key)
-            if current is None:
+            if current is None and not take:
+                self._token = None
+            elif current is None:
                 won = self.client.txn(
                     [Compare.create(self.leader_key, "==", 0)],
                     [PutOp(self.leader_key, self.observer.encode(), lease=lease)],

@@ -18,8 +18,13 @@ SortOrder = Literal["NONE", "ASCEND", "DESCEND"]
 SortTarget = Literal["KEY", "VERSION", "CREATE", "MOD", "VALUE"]
 
 _RESULT_NAMES = {"==": "EQUAL", "!=": "NOT_EQUAL", "<": "LESS", ">": "GREATER"}
-_TARGET_FIELDS = {"VERSION": "version", "CREATE": "create_revision", "MOD": "mod_revision",
-                  "VALUE": "value", "LEASE": "lease"}
+_TARGET_FIELDS = {
+    "VERSION": "version",
+    "CREATE": "create_revision",
+    "MOD": "mod_revision",
+    "VALUE": "value",
+    "LEASE": "lease",
+}
 
 
 def prefix_range_end(prefix: bytes) -> bytes:
@@ -227,17 +232,23 @@ class Compare:
 
     def wire(self) -> dict[str, Any]:
         operand = b64(self.operand) if isinstance(self.operand, bytes) else str(self.operand)
-        body = {"key": b64(self.key), "target": self.target, "result": _RESULT_NAMES[self.op],
-                _TARGET_FIELDS[self.target]: operand}
+        body = {
+            "key": b64(self.key),
+            "target": self.target,
+            "result": _RESULT_NAMES[self.op],
+            _TARGET_FIELDS[self.target]: operand,
+        }
         if self.range_end:
             body["range_end"] = b64(self.range_end)
         return body
 
 
 def txn_wire(compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> dict[str, Any]:
-    return {"compare": [c.wire() for c in compare],
-            "success": [{_OP_FIELDS[type(op)]: op.wire()} for op in success],
-            "failure": [{_OP_FIELDS[type(op)]: op.wire()} for op in failure]}
+    return {
+        "compare": [c.wire() for c in compare],
+        "success": [{_OP_FIELDS[type(op)]: op.wire()} for op in success],
+        "failure": [{_OP_FIELDS[type(op)]: op.wire()} for op in failure],
+    }
 
 
 # -- decoding: any missing or malformed field raises ValueError, KeyError or TypeError ----------
@@ -261,14 +272,24 @@ def revision_of(data: Mapping[str, Any]) -> int:
 
 
 def key_value(data: Mapping[str, Any]) -> KeyValue:
-    return KeyValue(as_bytes(data, "key"), as_bytes(data, "value"), as_int(data, "create_revision"),
-                    as_int(data, "mod_revision"), as_int(data, "version"), as_int(data, "lease"))
+    return KeyValue(
+        as_bytes(data, "key"),
+        as_bytes(data, "value"),
+        as_int(data, "create_revision"),
+        as_int(data, "mod_revision"),
+        as_int(data, "version"),
+        as_int(data, "lease"),
+    )
 
 
 def range_result(data: Mapping[str, Any], revision: int | None = None) -> RangeResult:
     kvs = tuple(key_value(kv) for kv in data.get("kvs", ()))
-    return RangeResult(kvs, revision if revision is not None else revision_of(data), as_int(data, "count"),
-                       bool(data.get("more", False)))
+    return RangeResult(
+        kvs,
+        revision if revision is not None else revision_of(data),
+        as_int(data, "count"),
+        bool(data.get("more", False)),
+    )
 
 
 def put_result(data: Mapping[str, Any], revision: int | None = None) -> PutResult:
@@ -277,8 +298,11 @@ def put_result(data: Mapping[str, Any], revision: int | None = None) -> PutResul
 
 
 def delete_result(data: Mapping[str, Any], revision: int | None = None) -> DeleteResult:
-    return DeleteResult(revision if revision is not None else revision_of(data), as_int(data, "deleted"),
-                        tuple(key_value(kv) for kv in data.get("prev_kvs", ())))
+    return DeleteResult(
+        revision if revision is not None else revision_of(data),
+        as_int(data, "deleted"),
+        tuple(key_value(kv) for kv in data.get("prev_kvs", ())),
+    )
 
 
 def txn_result(data: Mapping[str, Any], success: Sequence[Op], failure: Sequence[Op]) -> TxnResult:

@@ -112,13 +112,15 @@ class Watch:
         except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
             if self._closed:
                 return None
-            raise EtcdUnavailable(f"etcd {self.endpoint}: {self._what}: the stream broke ({exc})",
-                                  self.endpoint) from None
+            raise EtcdUnavailable(
+                f"etcd {self.endpoint}: {self._what}: the stream broke ({exc})", self.endpoint
+            ) from None
         try:
             data = json.loads(line)
         except ValueError:
-            raise EtcdError(f"etcd {self.endpoint}: {self._what}: malformed JSON in the stream",
-                            self.endpoint) from None
+            raise EtcdError(
+                f"etcd {self.endpoint}: {self._what}: malformed JSON in the stream", self.endpoint
+            ) from None
         error = grpc_error(data)
         if error is not None:
             if error[0] == UNAVAILABLE:
@@ -133,13 +135,18 @@ class Watch:
         reason = str(result.get("cancel_reason") or "no reason given")
         compacted = as_int(result, "compact_revision")
         if compacted:
-            return EtcdCompacted(f"etcd {self.endpoint}: {self._what}: revision {self.next_revision} is compacted; "
-                                 f"the oldest kept is {compacted}", self.endpoint, compact_revision=compacted)
+            return EtcdCompacted(
+                f"etcd {self.endpoint}: {self._what}: revision {self.next_revision} is compacted; "
+                f"the oldest kept is {compacted}",
+                self.endpoint,
+                compact_revision=compacted,
+            )
         return EtcdError(f"etcd {self.endpoint}: {self._what} canceled by etcd: {reason}", self.endpoint)
 
 
-def open_watch(conn: Connection, create: dict[str, Any], what: str, timeout: float | None,
-               start_revision: int) -> Watch:
+def open_watch(
+    conn: Connection, create: dict[str, Any], what: str, timeout: float | None, start_revision: int
+) -> Watch:
     """A created watch, from the first endpoint that creates one within the deadline."""
     order, failures = conn.order(), []
     for endpoint, until in conn.shares(order):
@@ -152,11 +159,19 @@ def open_watch(conn: Connection, create: dict[str, Any], what: str, timeout: flo
     raise conn.unavailable(what, order, failures)
 
 
-def open_on(conn: Connection, endpoint: str, create: dict[str, Any], what: str, until: float,
-            timeout: float | None, start_revision: int) -> Watch:
+def open_on(
+    conn: Connection,
+    endpoint: str,
+    create: dict[str, Any],
+    what: str,
+    until: float,
+    timeout: float | None,
+    start_revision: int,
+) -> Watch:
     for last_try in (False, True):
-        response = conn.send(endpoint, "/watch", {"create_request": create}, what, until, stream=True,
-                             stream_read_timeout=timeout)
+        response = conn.send(
+            endpoint, "/watch", {"create_request": create}, what, until, stream=True, stream_read_timeout=timeout
+        )
         watch = Watch(endpoint, response, what, start_revision)
         try:
             first = watch.next_result()

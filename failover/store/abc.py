@@ -90,8 +90,9 @@ class Store(ABC):
     def history(self, domain: str | None = None, limit: int | None = None) -> list[AuditEntry]: ...
 
     # -- leadership and membership -------------------------------------------------------------
-    def campaign(self, observer: str) -> int | None:
-        """Renew this process's lease, take or keep the leader key; the token while leading."""
+    def campaign(self, observer: str, take: bool = True) -> int | None:
+        """Renew this process's lease, take or keep the leader key; the token while leading.
+        ``take=False`` renews the lease and membership only (a leader standing down)."""
         return 0
 
     def leading(self) -> int | None:

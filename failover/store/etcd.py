@@ -194,9 +194,9 @@ class EtcdStore(Store):
         return entries[len(entries) - limit :] if limit is not None else entries
 
     # -- leadership and membership -------------------------------------------------------------
-    def campaign(self, observer: str) -> int | None:
+    def campaign(self, observer: str, take: bool = True) -> int | None:
         self._check()
-        return self.session.campaign()
+        return self.session.campaign(take)
 
     def leading(self) -> int | None:
         self._check()
@@ -221,7 +221,9 @@ class EtcdStore(Store):
         watch = self.client.watch(self.prefix + b"/", prefix=True, start_revision=self._watched, timeout=timeout)
         with watch:
             for event in watch:
-                self._watched = watch.next_revision
+                # past this event's revision even when more events of it follow (a lease's expiry
+                # deletes several keys at once): the caller re-reads everything anyway
+                self._watched = max(watch.next_revision, event.kv.mod_revision + 1)
                 kind, _, name = event.kv.key[len(self.prefix) + 1 :].partition(b"/")
                 if kind == b"health" and name == self.observer.encode():
                     continue  # our own report

@@ -74,10 +74,33 @@ from failover.store._etcd_types import (
 from failover.store._etcd_watch import Watch, open_watch
 
 __all__ = [
-    "Compare", "CompareOp", "CompareTarget", "DeleteOp", "DeleteResult", "EtcdAuthFailed", "EtcdClient",
-    "EtcdCompacted", "EtcdError", "EtcdLeaseNotFound", "EtcdOutcomeUnknown", "EtcdUnavailable", "KeyValue",
-    "LeaseGrant", "LeaseInfo", "Op", "OpResult", "PutOp", "PutResult", "RangeOp", "RangeResult", "SortOrder",
-    "SortTarget", "TxnResult", "Watch", "WatchEvent", "prefix_range_end",
+    "Compare",
+    "CompareOp",
+    "CompareTarget",
+    "DeleteOp",
+    "DeleteResult",
+    "EtcdAuthFailed",
+    "EtcdClient",
+    "EtcdCompacted",
+    "EtcdError",
+    "EtcdLeaseNotFound",
+    "EtcdOutcomeUnknown",
+    "EtcdUnavailable",
+    "KeyValue",
+    "LeaseGrant",
+    "LeaseInfo",
+    "Op",
+    "OpResult",
+    "PutOp",
+    "PutResult",
+    "RangeOp",
+    "RangeResult",
+    "SortOrder",
+    "SortTarget",
+    "TxnResult",
+    "Watch",
+    "WatchEvent",
+    "prefix_range_end",
 ]
 
 T = TypeVar("T")
@@ -93,9 +116,18 @@ class EtcdClient:
     ``transport``: an httpx transport (tests pass ``httpx.MockTransport``).
     """
 
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = 2.0, ca_file: str | None = None,
-                 cert_file: str | None = None, key_file: str | None = None, user: str | None = None,
-                 password: str | None = None, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout: float = 2.0,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self._conn = Connection(endpoints, timeout, ca_file, cert_file, key_file, user, password, transport)
 
     @property
@@ -119,28 +151,57 @@ class EtcdClient:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
-    def _call(self, path: str, body: dict[str, Any], what: str, decode: Callable[..., T], *args: Any,
-              write: bool, streamed: bool = False) -> T:
+    def _call(
+        self,
+        path: str,
+        body: dict[str, Any],
+        what: str,
+        decode: Callable[..., T],
+        *args: Any,
+        write: bool,
+        streamed: bool = False,
+    ) -> T:
         """POST, then decode the answer with ``decode(answer, *args)``; a field missing or
         malformed is an ``EtcdError`` like any other answer we do not recognise."""
         endpoint, data = self._conn.call(path, body, what, write=write, streamed=streamed)
         try:
             return decode(data, *args)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise EtcdError(f"etcd {endpoint}: {what}: malformed answer ({type(exc).__name__}: {exc})",
-                            endpoint) from None
+            raise EtcdError(
+                f"etcd {endpoint}: {what}: malformed answer ({type(exc).__name__}: {exc})", endpoint
+            ) from None
         except EtcdLeaseNotFound as exc:
             raise EtcdLeaseNotFound(f"etcd {endpoint}: {what}: {exc}", endpoint) from None
 
     # -- keys -------------------------------------------------------------------------------
-    def range(self, key: bytes, range_end: bytes = b"", *, prefix: bool = False, limit: int = 0, revision: int = 0,
-              sort_order: SortOrder = "NONE", sort_target: SortTarget = "KEY", serializable: bool = False,
-              keys_only: bool = False, count_only: bool = False) -> RangeResult:
+    def range(
+        self,
+        key: bytes,
+        range_end: bytes = b"",
+        *,
+        prefix: bool = False,
+        limit: int = 0,
+        revision: int = 0,
+        sort_order: SortOrder = "NONE",
+        sort_target: SortTarget = "KEY",
+        serializable: bool = False,
+        keys_only: bool = False,
+        count_only: bool = False,
+    ) -> RangeResult:
         """The key, the keys in ``[key, range_end)``, or with ``prefix`` every key starting
         with ``key``. ``revision`` reads the store as it was then (``EtcdCompacted`` if that
         is gone). ``count`` in the result is the number of keys in the range."""
-        op = RangeOp(key, prefix_range_end(key) if prefix else range_end, limit, revision, sort_order, sort_target,
-                     serializable, keys_only, count_only)
+        op = RangeOp(
+            key,
+            prefix_range_end(key) if prefix else range_end,
+            limit,
+            revision,
+            sort_order,
+            sort_target,
+            serializable,
+            keys_only,
+            count_only,
+        )
         what = f"range {key!r}"
         return self._call("/kv/range", op.wire(), what, range_result, write=False)
 
@@ -155,8 +216,9 @@ class EtcdClient:
         what = f"put {key!r}"
         return self._call("/kv/put", PutOp(key, value, lease, prev_kv).wire(), what, put_result, write=True)
 
-    def delete_range(self, key: bytes, range_end: bytes = b"", *, prefix: bool = False,
-                     prev_kv: bool = False) -> DeleteResult:
+    def delete_range(
+        self, key: bytes, range_end: bytes = b"", *, prefix: bool = False, prev_kv: bool = False
+    ) -> DeleteResult:
         """Delete the key, the keys in ``[key, range_end)``, or with ``prefix`` every key
         starting with ``key``; ``deleted`` counts them (0 is not an error)."""
         op = DeleteOp(key, prefix_range_end(key) if prefix else range_end, prev_kv)
@@ -186,8 +248,7 @@ class EtcdClient:
         Raises ``EtcdLeaseNotFound`` when the lease has expired or was revoked (etcd answers
         with TTL 0): its keys are gone, and a holder of a lock under it must stop at once."""
         what = f"lease keepalive {lease_id:x}"
-        return self._call("/lease/keepalive", {"ID": str(lease_id)}, what, _live_ttl, "TTL", write=False,
-                          streamed=True)
+        return self._call("/lease/keepalive", {"ID": str(lease_id)}, what, _live_ttl, "TTL", write=False, streamed=True)
 
     def lease_revoke(self, lease_id: int) -> None:
         """End the lease now, deleting its keys; ``EtcdLeaseNotFound`` if it was gone already."""
@@ -200,8 +261,16 @@ class EtcdClient:
         return self._call("/lease/timetolive", {"ID": str(lease_id), "keys": keys}, what, _lease_info, write=False)
 
     # -- watches ----------------------------------------------------------------------------
-    def watch(self, key: bytes, range_end: bytes = b"", *, prefix: bool = False, start_revision: int = 0,
-              prev_kv: bool = False, timeout: float | None = None) -> Watch:
+    def watch(
+        self,
+        key: bytes,
+        range_end: bytes = b"",
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        timeout: float | None = None,
+    ) -> Watch:
         """Watch the key, the keys in ``[key, range_end)``, or with ``prefix`` every key
         starting with ``key``, from ``start_revision`` (0: changes after this call). Returns
         once etcd has created the watch (within the client's deadline); iterate over the

@@ -179,7 +179,7 @@ class SqliteStore(Store):
             if self._closed:
                 raise StoreError(f"state store {self.path} is closed")
 
-    def campaign(self, observer: str) -> int | None:
+    def campaign(self, observer: str, take: bool = True) -> int | None:
         self._open()
         return 0
 
