@@ -9,14 +9,17 @@ every process started here is stopped at the end (by pid).
 
 Part 1, throughput and latency (wrk), interleaved over ``--rounds`` rounds, the order of
 the targets rotating each round: ``direct`` (nginx), ``haproxy`` (2.6, ``mode tcp``, its
-default threads: one per CPU) and ``ours`` (``python -m failover.proxy`` with
-``--workers``, default 2; ``ours_1worker`` is the same in one process, as embedded by
-default), for three loads: small responses with keep-alive (``small_keepalive``), small
-responses with ``Connection: close`` (``small_close``), and 64 KiB responses with
-keep-alive (``large_64k``). Reported: requests/s, p50/p99 latency, and the CPU time the
-server's process tree spent per request (from /proc; less sensitive to other load on the
-machine than requests/s), per round and as medians, and the medians of the per-round
-ratios to HAProxy.
+default threads: one per CPU), ``haproxy_1thread`` (the same with ``nbthread 1``) and
+``ours`` (``python -m failover.proxy`` with ``--workers``, default 2; ``ours_1worker`` is
+the same in one process, as the daemon embeds it by default), for three loads: small
+responses with keep-alive (``small_keepalive``), small responses with ``Connection:
+close`` (``small_close``), and 64 KiB responses with keep-alive (``large_64k``). Reported:
+requests/s, p50/p99 latency, and the CPU time the server's process tree spent per request
+(from /proc; less sensitive to other load on the machine than requests/s), per round and
+as medians, and the medians of the per-round ratios: ``ours_vs_haproxy`` (N workers
+against HAProxy's default threads), ``ours_1worker_vs_haproxy_1thread`` (one process
+against one thread: the issue's new-connection target) and ``ours_1worker_vs_haproxy``.
+The ratios are also printed as a table on stderr.
 
 Part 2, failover under new-connection-per-request load: a small load client (this file,
 bounded in time) opens a new connection for every request; after a warm-up the primary

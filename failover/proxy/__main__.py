@@ -1,7 +1,8 @@
 """Standalone proxy, for benchmarks and trials: no policy file, a fixed route.
 
     python -m failover.proxy --listen 127.0.0.1:8443 --upstream 127.0.0.1:9001,127.0.0.1:9002 \\
-        [--upstream 127.0.0.1:9003] [--workers 2] [--proxy-protocol v2] [--metrics 127.0.0.1:9100]
+        [--upstream 127.0.0.1:9003] [--workers 2] [--proxy-protocol v2] [--metrics 127.0.0.1:9100] \\
+        [--loop asyncio]
 
 Each ``--upstream`` is one tier (a comma-separated list of ``IP:port``); the first is
 preferred, the next ones are used when every address of the ones before fails to connect.
@@ -45,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backlog", type=int, default=1024)
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--loop", choices=["uvloop", "asyncio"], default=None,
+                   help="event loop of this process (default: uvloop where installed); workers use uvloop if they can")
     return p
 
 
@@ -93,11 +96,15 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         print(f"error: --upstream: {exc}", file=sys.stderr)
         sys.exit(2)
-    try:
-        import uvloop
-    except ImportError:
-        sys.exit(asyncio.run(_run(args)))
-    sys.exit(uvloop.run(_run(args)))
+    if args.loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if args.loop == "uvloop":
+                raise
+        else:
+            sys.exit(uvloop.run(_run(args)))
+    sys.exit(asyncio.run(_run(args)))
 
 
 if __name__ == "__main__":

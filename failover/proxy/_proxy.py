@@ -41,7 +41,8 @@ class Proxy:
       is not in the new route's first tier are closed ``drain_time`` later (unless a later
       route puts it back first in line).
     * Until a route is set, the route is empty and new connections are closed at once.
-    * ``workers == 1`` relays in the caller's loop (use uvloop there for speed);
+    * ``workers == 1`` relays in the caller's loop (uvloop or asyncio: the relay has its own
+      epoll, and the loop watches only that; Linux only);
       ``workers > 1`` starts that many processes sharing the port (``SO_REUSEPORT``), each
       following every route; they stop with ``stop()`` and when this process dies.
     * ``stop`` stops accepting, closes every connection gracefully (flushing what is

@@ -171,7 +171,9 @@ class Reactor:
     # -- accept ------------------------------------------------------------------------------
 
     def _accept(self, listener: _Listener, events: int) -> None:
-        accept = listener.accept
+        accept, family, balancer, handlers = listener.accept, listener.family, self.balancer, self.handlers
+        epoll = self.epoll
+        assert epoll is not None
         for _ in range(_ACCEPT_BATCH):
             try:
                 fd, peer = accept()
@@ -182,7 +184,25 @@ class Reactor:
                     self._rest(listener, exc)
                     return
                 continue  # e.g. ECONNABORTED: that client is gone; take the next
-            self._new_connection(fd, peer, listener.family)
+            self._total += 1
+            if self._active >= self._max_connections or self._closing:
+                self._rejected_max += 1
+                _socket.close(fd)
+                continue
+            up = balancer.pick(None)
+            if up is None:
+                self.rejected_no_upstream += 1
+                _socket.close(fd)
+                continue
+            cs = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
+            if cs.gettimeout() is not None:  # socket.setdefaulttimeout() was called: calls would poll first
+                cs.setblocking(False)
+            relay = Relay(self, cs, fd, peer)
+            self._active += 1
+            self._conns[relay] = None
+            handlers[fd] = relay.on_client
+            epoll.register(fd, WATCH)
+            relay.connect(up)
 
     def _rest(self, listener: _Listener, exc: OSError) -> None:
         """Out of descriptors: stop accepting from this listener for a while (not a busy loop)."""
@@ -197,27 +217,6 @@ class Reactor:
                 epoll.modify(fd, select.EPOLLIN)
 
         self.loop.call_later(_ACCEPT_PAUSE, resume)
-
-    def _new_connection(self, fd: int, peer: Any, family: int) -> None:
-        self._total += 1
-        if self._active >= self._max_connections or self._closing:
-            self._rejected_max += 1
-            _socket.close(fd)
-            return
-        up = self.balancer.pick(None)
-        if up is None:
-            self.rejected_no_upstream += 1
-            _socket.close(fd)
-            return
-        cs = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
-        if cs.gettimeout() is not None:  # socket.setdefaulttimeout() was called: every call would poll first
-            cs.setblocking(False)
-        relay = Relay(self, cs, fd, peer)
-        self._active += 1
-        self._conns[relay] = None
-        self.handlers[fd] = relay.on_client
-        self.epoll.register(fd, WATCH)  # type: ignore[union-attr]
-        relay.connect(up)
 
     # -- connects in progress ----------------------------------------------------------------
 
@@ -243,6 +242,16 @@ class Reactor:
     # -- end -------------------------------------------------------------------------------
 
     def finished(self, relay: Relay) -> None:
+        """Close the relay's sockets (which takes them out of the epoll) and forget it."""
+        handlers, stale = self.handlers, self.stale
+        us = relay._us
+        if us is not None:
+            del handlers[relay._ufd]
+            stale.add(relay._ufd)
+            us.close()
+        del handlers[relay._cfd]
+        stale.add(relay._cfd)
+        relay._cs.close()
         self._active -= 1
         del self._conns[relay]
         self.connecting.pop(relay, None)

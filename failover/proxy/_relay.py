@@ -87,13 +87,11 @@ class Relay:
     # -- client -> upstream ------------------------------------------------------------------
 
     def on_client(self, events: int) -> None:
+        """An edge on the client socket; ``events`` 0: go on reading after a pause."""
         if events & _OUT and self._to_c is not None:
             self._flush_to_client()
-        if events & _READABLE and not self._done:
+        if events & _READABLE:
             self._c_read = 2 if events & _END else 1
-            self._client_to_upstream()
-
-    def _client_to_upstream(self) -> None:
         view = self._p.view
         cs = self._cs
         while self._c_read and self._to_u is None and not self._c_eof and not self._closing:
@@ -159,7 +157,7 @@ class Relay:
         elif self._c_eof:
             self._eof_to_upstream()
         else:
-            self._client_to_upstream()  # reading the client was paused on this
+            self.on_client(0)  # reading the client was paused on this
 
     def _eof_to_upstream(self) -> None:
         """The client sent FIN and everything before it reached the gateway."""
@@ -176,6 +174,7 @@ class Relay:
     # -- upstream -> client ------------------------------------------------------------------
 
     def on_upstream(self, events: int) -> None:
+        """An edge on the upstream socket; ``events`` 0: go on reading after a pause."""
         if not self._connected:
             if events & _ERR:
                 us = self._us
@@ -189,15 +188,13 @@ class Relay:
                 return
         if events & _OUT and self._to_u is not None:
             self._flush_to_upstream()
-        if events & _READABLE and not self._done:
+        if events & _READABLE:
             self._u_read = 2 if events & _END else 1
-            self._upstream_to_client()
-
-    def _upstream_to_client(self) -> None:
         view = self._p.view
         us = self._us
         cs = self._cs
-        assert us is not None
+        if us is None:
+            return
         while self._u_read and self._to_c is None and not self._u_eof and not self._closing:
             try:
                 n = us.recv_into(view, 0, _DONTWAIT)
@@ -247,7 +244,7 @@ class Relay:
         elif self._u_eof:
             self._eof_to_client()
         else:
-            self._upstream_to_client()  # reading the gateway was paused on this
+            self.on_upstream(0)  # reading the gateway was paused on this
 
     def _eof_to_client(self) -> None:
         if self._c_eof and self._to_u is None:
@@ -271,8 +268,12 @@ class Relay:
         p = self._p
         self._up = up
         up.active += 1
-        us = _socket.socket(socket.AF_INET6 if ":" in up.host else socket.AF_INET,
-                            socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        try:
+            us = _socket.socket(socket.AF_INET6 if ":" in up.host else socket.AF_INET,
+                                socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        except OSError as exc:  # e.g. out of descriptors: handled as a failed connect
+            self._connect_failed(exc)
+            return
         us.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = us.connect_ex((up.host, up.port))
         if err and err != errno.EINPROGRESS:
@@ -333,7 +334,7 @@ class Relay:
             if self._c_eof:
                 self._eof_to_upstream()
             elif paused:
-                self._client_to_upstream()  # reading the client was paused while connecting
+                self.on_client(0)  # reading the client was paused while connecting
 
     def connect_timed_out(self) -> None:
         us = self._us
@@ -382,13 +383,9 @@ class Relay:
             self._close_both()
 
     def _close_both(self) -> None:
-        self._done = True
+        self._done = self._closing = True
         self._to_c = self._to_u = None
-        p = self._p
-        if self._us is not None:
-            p.drop(self._ufd, self._us)
-        p.drop(self._cfd, self._cs)
-        p.finished(self)
+        self._p.finished(self)
 
 
 def _handshake_done(sock: _socket.socket) -> bool:

@@ -13,6 +13,7 @@ import hashlib
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from failover.proxy._proxyproto import parse_v2
 
 T = TypeVar("T")
 Runner = Callable[[Coroutine[Any, Any, T]], T]
+LINGER_0 = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 DEADLINE = 10.0  # generous: the machine is shared; no test waits this long when all is well
 
 
@@ -64,6 +66,8 @@ class Server:
     name      say its name on a line, then echo
     digest    read to EOF, then answer "<length> <sha256>"
     greet     send "hello" and half-close, then read to EOF and keep what came (``late``)
+    reset     read 4 bytes, then reset the connection (SO_LINGER 0)
+    record    read to EOF and keep how the connection ended (``late``: b"eof" or b"reset")
     proxy_v1 / proxy_v2   parse the PROXY header, answer "src dst" on a line, then echo
     """
 
@@ -100,6 +104,18 @@ class Server:
                 data = await reader.read()
                 writer.write(f"{len(data)} {hashlib.sha256(data).hexdigest()}".encode())
                 await writer.drain()
+                return
+            if self.mode == "reset":
+                await reader.readexactly(4)
+                writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+                writer.transport.abort()
+                return
+            if self.mode == "record":
+                try:
+                    await reader.read()
+                    self.late.append(b"eof")
+                except ConnectionResetError:
+                    self.late.append(b"reset")
                 return
             if self.mode == "greet":
                 writer.write(b"hello")
@@ -227,6 +243,74 @@ def test_half_close_from_the_gateway(run: Runner[None]) -> None:
     run(main())
 
 
+def test_a_reset_from_the_gateway_reaches_the_client_as_a_reset(run: Runner[None]) -> None:
+    async def main() -> None:
+        up = await Server("a", mode="reset").start()
+        proxy = await started(Route.single("r1", up.address))
+        reader, writer = await asyncio.open_connection(*proxy.address)
+        writer.write(b"ping")
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(100), DEADLINE)
+        writer.close()
+        await wait_until(lambda: proxy.stats().connections_active == 0, "the connection to end")
+        await proxy.stop()
+        await up.stop()
+
+    run(main())
+
+
+def test_a_reset_from_the_client_reaches_the_gateway_as_a_reset(run: Runner[None]) -> None:
+    async def main() -> None:
+        up = await Server("a", mode="record").start()
+        proxy = await started(Route.single("r1", up.address))
+        client = socket.create_connection(proxy.address, timeout=DEADLINE)
+        client.sendall(b"x")
+        await wait_until(lambda: proxy.stats().bytes_from_clients == 1 and up.accepted == 1, "the relay")
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+        client.close()
+        await wait_until(lambda: up.late == [b"reset"], "the gateway to see a reset")
+        await proxy.stop()
+        await up.stop()
+
+    run(main())
+
+
+def test_bytes_and_eof_sent_during_a_slow_connect_are_delivered_once_it_completes(run: Runner[None]) -> None:
+    async def main() -> None:
+        # A gateway whose accept queue is full drops the proxy's SYN; once the queue has room the
+        # SYN is sent again (about a second later) and the connect completes: the EPOLLOUT path.
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        filler = socket.create_connection(hole.getsockname(), timeout=DEADLINE)  # fills the queue
+        address = f"127.0.0.1:{hole.getsockname()[1]}"
+        proxy = await started(Route.single("r1", address), connect_timeout=8.0)
+        reader, writer = await asyncio.open_connection(*proxy.address)
+        writer.write(b"hello")
+        writer.write_eof()
+        await wait_until(lambda: proxy.stats().bytes_from_clients == 5, "the proxy to hold the bytes")
+        assert proxy.stats().upstreams[f"r1/{address}"].connections == 0  # still connecting
+        hole.accept()[0].close()  # the filler: now there is room
+        hole.settimeout(DEADLINE)
+        gateway, _ = await asyncio.to_thread(hole.accept)
+        gateway.settimeout(DEADLINE)
+        received = b""
+        while chunk := await asyncio.to_thread(gateway.recv, 100):
+            received += chunk
+        assert received == b"hello"  # then EOF: the client's FIN came after the connect
+        gateway.sendall(b"world")
+        gateway.close()
+        assert await asyncio.wait_for(reader.read(), DEADLINE) == b"world"
+        stats = proxy.stats().upstreams[f"r1/{address}"]
+        assert (stats.connections, stats.connect_failures) == (1, 0)
+        writer.close()
+        await proxy.stop()
+        for s in (filler, hole):
+            s.close()
+
+    run(main())
+
+
 def test_upstream_port_applies_to_bare_addresses(run: Runner[None]) -> None:
     async def main() -> None:
         up = await Server("a", host="127.0.0.2").start()
@@ -339,6 +423,25 @@ def test_connect_timeout_moves_on(run: Runner[None]) -> None:
         await live.stop()
         for s in [*held, hole]:
             s.close()
+
+    run(main())
+
+
+def test_a_connect_on_which_nobody_speaks_is_not_timed_out(run: Runner[None]) -> None:
+    async def main() -> None:
+        up = await Server("a").start()  # echo: speaks only when spoken to
+        proxy = await started(Route.single("r1", up.address), connect_timeout=0.1)
+        reader, writer = await asyncio.open_connection(*proxy.address)
+        key = f"r1/{up.address}"
+        # At the deadline the proxy finds the connect completed (nothing told it before).
+        await wait_until(lambda: proxy.stats().upstreams[key].connections == 1, "the connect to be counted")
+        assert proxy.stats().upstreams[key].connect_failures == 0
+        writer.write(b"late")
+        assert await asyncio.wait_for(reader.readexactly(4), DEADLINE) == b"late"
+        assert up.accepted == 1
+        writer.close()
+        await proxy.stop()
+        await up.stop()
 
     run(main())
 
