@@ -114,6 +114,7 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
 
         # 4. the embedded proxy: routing follows a verdict at once and every decision after it
         if policy.proxy is not None:
+            from failover.passive import DataPathWatch
             from failover.proxy import Proxy
             from failover.proxy.follow import RouteFollower
 
@@ -129,6 +130,18 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
                     f"proxy.listen: cannot listen on {policy.proxy.listen}: {exc.strerror or exc}"
                 ) from None
             stops.append(proxy.stop)
+            # the data path's failed connects start confirmation probes at once (failover/passive.py)
+            addresses: dict[str, list[str]] = {}
+            for region in policy.regions:
+                for gw in region.gateways:
+                    addresses.setdefault(gw.address, []).append(gw.name)
+            watch = DataPathWatch(
+                lambda: daemon.app.probes, daemon.record_result, addresses, domain, policy.health.fall
+            )
+            if proxy.on_connect_failure(watch.suspect):
+                stops.append(watch.aclose)
+            else:
+                log.info("proxy with %d workers: detection stays with the scheduled probes", policy.proxy.workers)
             daemon.after_verdict.append(follow)
             daemon.after_evaluation.append(follow)
             log.info("proxy listening on %s:%d", *proxy.address)

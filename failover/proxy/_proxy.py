@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -97,6 +98,15 @@ class Proxy:
             loop.call_soon_threadsafe(self._impl.set_route, route)
         else:
             self._impl.set_route(route)
+
+    def on_connect_failure(self, listener: Callable[[str], None]) -> bool:
+        """Tell ``listener`` (in the loop's thread) the address of every gateway whose connect
+        failed (refused, reset, timed out): the data path's early signal of a dead gateway.
+        Only in-process relays (``workers == 1``) can tell at once; False with workers."""
+        if isinstance(self._impl, LocalProxy):
+            self._impl.balancer.on_failure = listener
+            return True
+        return False
 
     @property
     def route(self) -> Route:

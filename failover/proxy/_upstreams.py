@@ -67,6 +67,8 @@ class Balancer:
         self._rr = 0
         self._eject_horizon = 0.0  # no ejection lasts beyond this loop time
         self._least = settings.balance == "least_connections"
+        # told of every failed connect (the gateway's address): the data path's signal to health
+        self.on_failure: Callable[[str], None] | None = None
 
     def set_route(self, route: Route) -> None:
         port = self.settings.upstream_port
@@ -150,6 +152,11 @@ class Balancer:
     def connect_failed(self, up: Upstream, exc: BaseException) -> None:
         """Count the failure and eject ``up`` for ``ejection_time`` (from now, again if it already was)."""
         up.failures += 1
+        if self.on_failure is not None:
+            try:
+                self.on_failure(up.address)
+            except Exception:  # the relay goes on whatever the listener does
+                log.exception("proxy: the connect-failure listener failed")
         eject = self.settings.ejection_time
         if eject <= 0:
             return
