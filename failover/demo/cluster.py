@@ -13,11 +13,10 @@ ttl 3 s renewed every 0.5 s, etcd calls bounded by 1 s (0.5 + 2 * 1 <= 3). The p
 4. the leader crashes (its daemon stops without resigning): another coordinator leads once
    the lease has expired, and its first evaluation writes its fencing token into the marker.
 
-East starts first and leads: the leader publishes the primary's gateways that *it* sees up,
-so a cut on the leader itself would drop gateways from the records even though the quorum keeps
-east primary (``bench/quorum.py`` counts that case). Every wait has a deadline (``_guard``); a
-miss, or a check that does not hold, exits 1 naming the phase. Plain timestamped lines, on a
-terminal too.
+East starts first and takes the lease, so the run reads the same every time: the observer cut
+off in phase 2 is not the leader, and the one crashed in phase 4 is. Every wait has a deadline
+(``_guard``); a miss, or a check that does not hold, exits 1 naming the phase. Plain timestamped
+lines, on a terminal too.
 """
 
 from __future__ import annotations
@@ -82,6 +81,7 @@ class Ballots:
     def __init__(self, nodes: list[Node], domain: str, region: str) -> None:
         self.nodes, self.key = nodes, (domain, region)
         self.votes: dict[str, Status] = {}
+        self.alive: list[str] = []  # the coordinators whose session lease is live
 
     async def run(self) -> None:
         while True:
@@ -89,6 +89,7 @@ class Ballots:
             try:
                 views = await asyncio.to_thread(store.all_region_health, 0.0)
                 self.votes = {o: v[self.key].status for o, v in sorted(views.items()) if self.key in v}
+                self.alive = sorted(await asyncio.to_thread(store.members))
             except FailoverError:
                 pass  # etcd busy: keep the last reading
             await asyncio.sleep(0.1)
@@ -205,7 +206,7 @@ async def _cluster(console: Console, speed: float, progress: Progress, binary: s
             node.app.coordinator.events.subscribe(teller(node))
             shutdown.push(f"stopping coordinator {node.name}", node.stop, 5.0)
             await within(progress, f"starting coordinator {node.name}", node.daemon.start(), STEP)
-            if node is nodes[0]:  # east first, so that west, which phase 2 cuts off, does not lead (see above)
+            if node is nodes[0]:  # east first and leading (see above)
                 await wait_until(progress, "east to lead", lambda: east.leading() is not None, lambda: "none", STEP)
         await wait_until(
             progress,
@@ -313,7 +314,14 @@ async def _cluster(console: Console, speed: float, progress: Progress, binary: s
         if wrong:
             raise fail("the records left west around the leader change: " + "; ".join(s.describe() for s in wrong))
         say(f"records stayed on west; the new leader rewrote the marker: {serving()}")
-        say(f"votes on east now: {ballots.describe()} ({victim.name}'s vote went with its lease)")
+        await wait_until(
+            progress,
+            f"{victim.name} to leave the members",
+            lambda: victim.name not in ballots.alive,
+            lambda: f"members: {', '.join(ballots.alive)}",
+            waiting(STEP),
+        )
+        say(f"coordinators alive: {', '.join(ballots.alive)} ({victim.name}'s session lease expired with it)")
     finally:
         await shutdown.run()
     return figures

@@ -99,12 +99,23 @@ class Session:
         with self._lock:
             self._report_lease = None
 
+    def _renew_report(self) -> None:
+        """A running observer keeps its report's lease alive; a process that exits leaves it to
+        run out ``report_ttl`` after its last renewal."""
+        if self._report_lease is None:
+            return
+        try:
+            self.client.lease_keepalive(self._report_lease)
+        except EtcdLeaseNotFound:
+            self._report_lease = None  # the next report takes a new one
+
     # -- leadership --------------------------------------------------------------------------
     def campaign(self, take: bool = True) -> int | None:
         """Renew, keep the member key, take the leader key if it is free (unless ``take`` is
         False); the token while leading."""
         with self._lock:
             lease = self.renew()
+            self._renew_report()
             member = json.dumps({"last_seen": self._wall()}).encode()
             try:  # alive (under the lease), and when last seen (kept after the lease is gone)
                 self.client.txn([], [PutOp(self.member_key, member, lease=lease), PutOp(self.seen_key, member)])

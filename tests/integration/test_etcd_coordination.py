@@ -123,3 +123,25 @@ def test_a_coordinator_starts_without_etcd_and_acts_on_nothing(tmp_path: Path) -
     finally:
         lonely.store.close()
     assert not (tmp_path / "z.zone").exists()
+
+
+def test_a_running_observer_keeps_its_vote_and_one_that_stopped_loses_it(etcd_server: EtcdCluster) -> None:
+    from failover.model import RegionHealth, Status
+
+    url = url_of(etcd_server)
+    pol = policy(url, "east")  # ttl 3s: a report's lease lives at least that long
+    running, stopped, reader = (open_store(pol.state, name, report_ttl=3) for name in ("east", "west", "witness"))
+    verdict = {(DOMAIN, "east"): RegionHealth("east", Status.UP, 1, 1, 1.0, "up")}
+    try:
+        running.put_region_health("east", verdict, time.time())
+        stopped.put_region_health("west", verdict, time.time())  # then never renews: a cron run that ended
+        deadline = time.monotonic() + 6.0
+        while time.monotonic() < deadline and "west" in reader.all_region_health(0.0):
+            running.campaign("east")  # the daemon's renewal, every loop_wait
+            time.sleep(0.5)
+        views = reader.all_region_health(0.0)
+        assert "west" not in views, "a report nobody renews outlived its lease"
+        assert "east" in views, "a running observer's report expired although it renews"
+    finally:
+        for store in (running, stopped, reader):
+            store.close()
