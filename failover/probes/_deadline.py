@@ -6,7 +6,12 @@ value, so each queue stays in deadline order) and one check every ``TICK`` secon
 probes still running past theirs. A timeout fires up to ``TICK`` late; the probe reports the
 time it really took.
 
-    watch = watch_deadline(timeout)
+A probe whose answer is in (``answer`` done) is never cancelled, even past its deadline: when
+the loop was busy (other work, a collection, a crowded core) an answer that arrived in time is
+read late, and the probe has not run again to finish. A busy prober must not blame its targets
+for its own delay.
+
+    watch = watch_deadline(timeout, answer)
     try:
         ...  # awaits
     except asyncio.CancelledError:
@@ -23,18 +28,24 @@ import asyncio
 import math
 import weakref
 from collections import deque
+from typing import Any
 
 TICK = 0.01
 
 
 class Watch:
-    __slots__ = ("deadline", "finished", "fired", "task")
+    __slots__ = ("answer", "deadline", "finished", "fired", "task")
 
-    def __init__(self, deadline: float, task: asyncio.Task[object]) -> None:
+    def __init__(self, deadline: float, task: asyncio.Task[object], answer: asyncio.Future[Any] | None) -> None:
         self.deadline = deadline
         self.task = task
+        self.answer = answer
         self.fired = False
         self.finished = False
+
+    def due(self) -> bool:
+        """Still waiting for its answer: cancel it."""
+        return not (self.finished or self.task.done() or (self.answer is not None and self.answer.done()))
 
     def absorb(self) -> bool:
         """After a CancelledError: True when it was this deadline alone (the cancel is taken back)."""
@@ -48,8 +59,8 @@ class _Deadlines:
         self._handle: asyncio.TimerHandle | None = None
         self._handle_at = math.inf
 
-    def watch(self, timeout: float, task: asyncio.Task[object]) -> Watch:
-        watch = Watch(self._loop.time() + timeout, task)
+    def watch(self, timeout: float, task: asyncio.Task[object], answer: asyncio.Future[Any] | None) -> Watch:
+        watch = Watch(self._loop.time() + timeout, task, answer)
         queue = self._queues.get(timeout)
         if queue is None:
             queue = self._queues[timeout] = deque()
@@ -69,7 +80,7 @@ class _Deadlines:
         for queue in self._queues.values():
             while queue and queue[0].deadline <= now:
                 watch = queue.popleft()
-                if not watch.finished and not watch.task.done():
+                if watch.due():
                     watch.fired = True
                     watch.task.cancel()
         pending = [queue[0].deadline for queue in self._queues.values() if queue]
@@ -80,9 +91,9 @@ class _Deadlines:
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = weakref.WeakKeyDictionary()
 
 
-def watch_deadline(timeout: float) -> Watch:
+def watch_deadline(timeout: float, answer: asyncio.Future[Any] | None = None) -> Watch:
     """Cancel the current task ``timeout`` seconds from now (up to ``TICK`` later) unless it has
-    set ``finished`` by then."""
+    set ``finished`` or ``answer`` is done by then."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task(loop)
     if task is None:
@@ -90,4 +101,4 @@ def watch_deadline(timeout: float) -> Watch:
     deadlines = _per_loop.get(loop)
     if deadlines is None:
         deadlines = _per_loop[loop] = _Deadlines(loop)
-    return deadlines.watch(timeout, task)
+    return deadlines.watch(timeout, task, answer)

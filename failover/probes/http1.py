@@ -2,20 +2,21 @@
 
 Why not httpx here: a probe is one GET on a fresh connection, and httpx spends most of its time
 in what a probe never needs (a connection pool, request and response models, header
-normalisation, a state machine per connection). On one core this module did several times as
-many probes per second (``bench/probes.py``), which is what lets one small coordinator probe
-thousands of (gateway, domain, check) targets every second. HTTPS stays with httpx
-(``failover.probes.http``): there the TLS handshake dominates, and certificate verification and
-SNI per domain are what httpx does well.
+normalisation, anyio streams). Measured on one core against nginx on uvloop: about 0.2 ms of CPU
+per probe here, new connection included (half of it in the kernel), against 1.3-1.8 ms for httpx
+even on a kept-alive connection; on the plain asyncio loop this probe costs about twice as much
+as on uvloop. That is what lets one small coordinator probe thousands of (gateway, domain,
+check) targets every second. HTTPS stays with httpx (``failover.probes.http``): there the TLS
+handshake dominates, and verification and SNI per domain are what httpx does well.
 
 What is checked, as with httpx before: the status line against ``expect_status``, the body
 (searched for the UTF-8 bytes of ``body_contains`` within the first ``BODY_LIMIT`` bytes), the
 Host header set to the domain (or ``host``), one deadline (``timeout``) for connect and answer
 together (``failover.probes._deadline``: one coarse timer for all probes, not one each). The
 answer is read to its end (Content-Length, chunked or close), like blackbox_exporter, so the
-gateway closes first and keeps the TIME_WAIT; without a body check a body past ``BODY_LIMIT``
-is not waited for. Every failure is a one-line reason; anything that is
-not HTTP/1.x is a ``RemoteProtocolError``, the word httpx used, so reasons read the same on both
+gateway closes first and keeps the TIME_WAIT, not the prober; without a body check a body past
+``BODY_LIMIT`` is not waited for. Every failure is a one-line reason; anything that is not
+HTTP/1.x is a ``RemoteProtocolError``, the word httpx used, so reasons read the same on both
 paths.
 """
 
@@ -101,7 +102,7 @@ class _Exchange(asyncio.Protocol):
             if status is None:
                 raise ProtocolViolation(f"not an HTTP/1 status line: {bytes(buffer[:40])!r}")
             code = int(status.group(1))
-            if code >= 200 or code == 101:
+            if code >= 200:
                 break
             del buffer[: end + 4]
         self._status, self._body_at = code, end + 4
@@ -208,7 +209,7 @@ class PlainHttpProbe(Probe):
         done: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         exchange = _Exchange(self._request, self._needle is not None, done)
         transport: asyncio.Transport | None = None
-        watch = watch_deadline(self.timeout)
+        watch = watch_deadline(self.timeout, done)
         try:
             transport, _ = await loop.create_connection(lambda: exchange, self.target.address, self.port)
             status, body = await done

@@ -17,6 +17,7 @@ from failover.localgw import LocalGateway
 from failover.policy import DnsCheck, HttpCheck, TcpCheck, TlsCheck
 from failover.probes import build_probe
 from failover.probes.base import Target
+from failover.probes.http import HttpProbe
 from tests.support.bind import free_port
 
 
@@ -126,6 +127,36 @@ async def test_tls_probe_reads_expiry(tmp_path, days_left, ok, warns):
         assert "expires in" in (result.warning or "")
     if not ok:
         assert "expired" in result.reason
+
+
+async def test_https_probe_sends_host_and_sni_per_domain_and_verifies_when_asked(tmp_path):
+    port = free_port()
+    context = _cert(tmp_path, 90)  # self-signed for api.example.com
+    names: list[str | None] = []
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,misc]
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nhealthy")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.35", port, ssl=context)
+    fields = {"kind": "http", "scheme": "https", "port": port, "body_contains": "healthy", "interval": "1s"}
+    lenient = build_probe(target("127.0.0.35"), HttpCheck(**fields, timeout="2s"))
+    strict = build_probe(target("127.0.0.35"), HttpCheck(**fields, timeout="2s", verify_tls=True))
+    try:
+        ok = await lenient.run()
+        refused = await strict.run()
+    finally:
+        await lenient.aclose()
+        await strict.aclose()
+        server.close()
+    assert isinstance(lenient, HttpProbe)  # https stays with httpx
+    assert ok.ok, ok.reason
+    assert names[0] == "api.example.com" and b"host: api.example.com" in heads[0].lower()
+    assert not refused.ok and "certificate verify failed" in refused.reason and "\n" not in refused.reason
 
 
 async def test_dns_probe_against_bind(bind):
