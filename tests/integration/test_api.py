@@ -334,7 +334,8 @@ def test_metrics_show_probes_health_primary_and_the_failover(running: Running, t
     assert metric(text, "failover_ready") == 1
     assert metric(text, "failover_primary_changes_total", domain=DOMAIN, kind="elected") == 1
     # one publish, or two when east-b's rise completed after east-a's on a loaded machine
-    assert metric(text, "failover_adapter_changes_total", domain=DOMAIN, adapter="zonefile zone.db") in (1, 2)
+    published = metric(text, "failover_adapter_changes_total", domain=DOMAIN, adapter="zonefile zone.db")
+    assert published in (1, 2)
     assert (metric(text, "failover_evaluations_total") or 0) >= 1
     assert metric(text, "failover_info", service="payments-api", observer="east", version=metric_version(text)) == 1
     assert "process_cpu_seconds_total" in text or "python_info" in text  # the default registry too
@@ -349,10 +350,11 @@ def test_metrics_show_probes_health_primary_and_the_failover(running: Running, t
     assert metric(text, "failover_primary", domain=DOMAIN, region="east") is None
     assert metric(text, "failover_secondary", domain=DOMAIN, region="east") == 1
     assert metric(text, "failover_primary_changes_total", domain=DOMAIN, kind="override") == 1
-    assert metric(text, "failover_adapter_changes_total", domain=DOMAIN, adapter="zonefile zone.db") == 2
+    assert published is not None
+    assert metric(text, "failover_adapter_changes_total", domain=DOMAIN, adapter="zonefile zone.db") == published + 1
     assert (
         metric(text, "failover_adapter_apply_duration_seconds_count", domain=DOMAIN, adapter="zonefile zone.db") or 0
-    ) == 2
+    ) == published + 1
     assert metric(text, "failover_override_active", scope="*", region="west") == 1
     assert metric(text, "failover_epoch", domain=DOMAIN) == 2
     assert metric(text, "failover_api_requests_total", method="POST", route="/v1/promote", status="200") == 1
