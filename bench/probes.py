@@ -22,7 +22,8 @@ same way for both probers.
    = 4,000 probes/s asked). Reported: probes/s done vs asked, the daemon's CPU, RSS (VmRSS at
    the end, VmHWM), schedule lag p50/p99 and missed slots counted at nginx (each probe's
    arrival against its target's own grid of ``interval`` steps), all measured once every
-   target has been probed and two more intervals have passed (the steady state),
+   target has its first verdict and two more intervals have passed (the steady state; the
+   time to get there is ``every_verdict_in_s``),
    the spread of the first probes (``busiest_tenth`` is the largest share of targets whose first
    probe fell in any window a tenth of the interval wide: 0.1 is perfectly even, 1.0 is a
    thundering herd) and the lag the daemon itself reports at exit, when it does.
@@ -231,13 +232,15 @@ def schedule_figures(rows: list[tuple[float, str, str]], interval: float, window
         if window.start <= t < window.end:
             by_target[(addr, host)].append(t)
     lags: list[float] = []
-    missed = 0
+    missed, worst = 0, 0.0
     for times in by_target.values():
         times.sort()
         steps = [round((t - times[0]) / interval) for t in times]
         base = min(t - k * interval for t, k in zip(times, steps, strict=True))  # its least-late arrival
         lags += [t - k * interval - base for t, k in zip(times, steps, strict=True)]
-        missed += sum(max(0, b - a - 1) for a, b in itertools.pairwise(steps))
+        gaps = sum(max(0, b - a - 1) for a, b in itertools.pairwise(steps))
+        missed += gaps
+        worst = max(worst, gaps / (gaps + len(times)))
     slots = sum(len(v) for v in by_target.values()) + missed
     return {
         "lag_p50_ms": round(_pct(lags, 0.50) * 1000, 1),
@@ -245,6 +248,7 @@ def schedule_figures(rows: list[tuple[float, str, str]], interval: float, window
         "lag_max_ms": round(max(lags, default=float("nan")) * 1000, 1),
         "missed_slots": missed,
         "missed_share": round(missed / slots, 4) if slots else None,
+        "worst_target_missed_share": round(worst, 4),  # fairness: is anyone starved?
         "targets_seen": len(by_target),
     }
 
@@ -419,6 +423,16 @@ def reported_lag(err: Path) -> dict[str, object] | None:
     return json.loads(found[-1]) if found else None
 
 
+def wait_verdicts(err: Path, targets: int, deadline: float) -> bool:
+    """Until the daemon has logged a first verdict (``unknown -> ...``) for every target."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if len(re.findall(r": unknown -> \w+ \(", err.read_text(errors="replace"))) >= targets:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def false_downs(err: Path) -> int:
     """Verdicts turned down while nginx answered every probe: an overloaded prober's false alarms."""
     return len(re.findall(r": (?:up|unknown) -> down \(", err.read_text(errors="replace")))
@@ -433,9 +447,11 @@ def phase_daemon(
     proc, err = start_daemon(tmp, procs, args, name, policy)
     rows, all_seen = wait_targets(access, since, targets, proc, deadline=30)
     first = time.time()
-    # The steady state: past start-up, and past the rounds that bring every target up (each
-    # verdict change re-evaluates every domain meanwhile).
-    time.sleep(max(0.0, max(started + 3, first + 2 * interval + 1) - time.time()))
+    # The steady state: past start-up, and past the rounds that give every target its first
+    # verdict (each verdict change re-evaluates every domain meanwhile).
+    all_known = wait_verdicts(err, targets, deadline=30)
+    known = time.time()
+    time.sleep(max(0.0, max(started + 3, first + 2 * interval + 1, known + 1) - time.time()))
     meter = Meter(proc.pid, args.cpu)
     start = time.time()
     time.sleep(args.duration)
@@ -452,6 +468,7 @@ def phase_daemon(
         "done_per_s": round(done, 1),
         "done_share": round(done / asked, 3),
         "every_target_probed_in_s": round(first - started, 1) if all_seen else None,
+        "every_verdict_in_s": round(known - started, 1) if all_known else None,
         **usage,
         "probes_per_cpu_s": round(done / usage["cpu_cores"], 1) if usage["cpu_cores"] else None,
         "rss_mb": memory["VmRSS"],
@@ -516,6 +533,8 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
             "policy_lag_p99_ms_at_nginx": policy["schedule_at_nginx"]["lag_p99_ms"],
             "policy_first_probes_busiest_tenth": policy["first_probe_spread"].get("busiest_tenth"),
             "policy_false_downs": policy["false_downs"],
+            "policy_every_verdict_in_s": policy["every_verdict_in_s"],
+            "policy_worst_target_missed_share": policy["schedule_at_nginx"]["worst_target_missed_share"],
         }
     if "hold" in result:
         out["hold_10k_rss_mb_peak"] = result["hold"]["rss_mb_peak"]

@@ -20,8 +20,11 @@ how late they were. Here:
   *i* of the *n* sharing an interval first runs at ``start + min(interval, n / START_RATE) *
   i / n``): no thundering herd at start, and a small policy still learns every verdict at once;
 * no overlap per job: a job goes back into the heap only when its run ends, due at the next
-  step of its own grid (``first + k * interval``); a step that is more than half an interval
-  gone by then is missed (counted), not run late in a burst;
+  step of its own grid (``first + k * interval``);
+* a step is run on time or not at all: one more than ``LATE`` of an interval late (when it
+  comes up, or when the run before it ends) is missed, counted, and the job waits for its next
+  step. When the core cannot do all that is asked, targets are probed on their grid but less
+  often, rather than all of them late; the lag of what runs stays under a fifth of an interval;
 * a run still going ``deadline`` seconds after it started is cancelled and reported
   (``on_overrun``), so a probe that ignores its own timeout cannot stall its target forever;
 * lag (start minus due) is recorded for every run; ``stats()`` gives p50/p99/max over the last
@@ -48,6 +51,7 @@ K = TypeVar("K", bound=Hashable)
 LAG_WINDOW = 8192  # runs kept for the lag percentiles
 SLACK = 0.005  # a job due this soon starts with the current tick: one timer per few ms, not one per job
 SWEEP = 0.25  # how often runs are checked against their deadline
+LATE = 0.2  # of an interval: a step later than this is missed rather than run
 START_RATE = 1000.0  # first runs per second at most, while they fit in one interval
 BURST_MIN, BURST_MAX = 4, 256  # runs started per turn of the event loop: the bounds of ``burst``
 TURN_TARGET = 0.02  # CPU seconds: a costlier turn of the loop halves ``burst``; a cheap one raises it
@@ -180,9 +184,15 @@ class Schedule(Generic[K]):
             elif turn < TURN_TARGET / 4:
                 self.burst = min(BURST_MAX, self.burst + BURST_MIN)
             self._turn_cpu = None
+        else:  # on time, no backlog: ready for the next one
+            self.burst = min(BURST_MAX, self.burst + BURST_MIN)
         heap, launched = self._heap, 0
         while heap and heap[0][0] <= now + SLACK and launched < self.burst:
-            self._launch(heapq.heappop(heap)[2], now)
+            job = heapq.heappop(heap)[2]
+            if now - job.due > job.interval * LATE:  # run on time or not at all: the core is short
+                self._requeue(job, now, ran=False)
+                continue
+            self._launch(job, now)
             launched += 1
         if heap and heap[0][0] <= now + SLACK:  # more are due: after the loop has read its sockets
             self._next_turn(now)
@@ -206,9 +216,13 @@ class Schedule(Generic[K]):
         if self._closed:
             return
         assert self._loop is not None
-        now = self._loop.time()
-        steps = max(1, math.ceil((now - job.due - job.interval / 2) / job.interval))
-        self.missed += steps - 1
+        self._requeue(job, self._loop.time(), ran=True)
+
+    def _requeue(self, job: _Job[K], now: float, ran: bool) -> None:
+        """Due at the next step of its grid that is not more than ``LATE`` of an interval gone;
+        the steps before it are missed (the current one too when it did not run)."""
+        steps = max(1, math.ceil((now - job.due - job.interval * LATE) / job.interval))
+        self.missed += steps - 1 if ran else steps
         job.due += steps * job.interval
         heapq.heappush(self._heap, (job.due, next(self._seq), job))
         if job.due < self._timer_at:

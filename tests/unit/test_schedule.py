@@ -130,25 +130,42 @@ async def test_a_run_that_raises_is_logged_and_the_job_goes_on(caplog):
     assert "scheduled run for 'buggy' failed" in caplog.text
 
 
-async def test_lag_and_missed_steps_are_counted_when_the_loop_is_held_up():
+async def test_late_starts_are_measured_as_lag():
     async def run(key: int) -> None:
         pass
 
     schedule: Schedule[int] = Schedule(run)
     for key in range(20):
-        schedule.add(key, 0.1, 1.0)
+        schedule.add(key, 1.0, 2.0)  # first runs within 20 ms; a step may start up to 200 ms late
+    schedule.start()
+    time.sleep(0.15)  # hold the event loop: every first run falls due while nothing can run
+    try:
+        await until(lambda: schedule.runs >= 20)
+    finally:
+        await schedule.aclose()
+    stats = schedule.stats()
+    assert stats["lag_max_ms"] >= 100  # the late starts were measured as late
+    assert stats["missed"] == 0 and stats["runs"] == 20 and stats["jobs"] == 20 and stats["in_flight"] == 0
+
+
+async def test_steps_too_late_are_missed_and_counted_not_run_late():
+    async def run(key: int) -> None:
+        pass
+
+    schedule: Schedule[int] = Schedule(run)
+    for key in range(20):
+        schedule.add(key, 0.1, 1.0)  # a step more than 20 ms late is missed
     schedule.start()
     try:
         await until(lambda: schedule.runs >= 20)
-        time.sleep(0.35)  # hold the event loop: every job falls due while nothing can run
+        time.sleep(0.35)  # hold the loop for three and a half intervals
         before = schedule.runs
         await until(lambda: schedule.runs >= before + 40)
     finally:
         await schedule.aclose()
     stats = schedule.stats()
-    assert stats["lag_max_ms"] >= 200  # the late starts were measured as late
-    assert stats["missed"] >= 20  # and the steps that went by during the hold were not run in a burst
-    assert stats["runs"] == schedule.runs and stats["jobs"] == 20 and stats["in_flight"] == 0
+    assert stats["missed"] >= 3 * 20  # each job's steps during the hold went by, counted
+    assert stats["lag_max_ms"] < 300  # and none of them ran 350 ms late afterwards
 
 
 async def test_a_held_up_loop_starts_what_is_due_in_bursts_not_all_at_once():
@@ -160,18 +177,19 @@ async def test_a_held_up_loop_starts_what_is_due_in_bursts_not_all_at_once():
 
     schedule: Schedule[int] = Schedule(run)
     for key in range(jobs):
-        schedule.add(key, 1.0, 5.0)
+        schedule.add(key, 10.0, 5.0)  # first runs spread over 0.2 s; a step may start 2 s late
     schedule.start()
     first_burst = schedule.burst
-    time.sleep(1.05)  # hold the loop for an interval: every job is due at once
+    time.sleep(0.3)  # hold the loop: every job is due at once
     try:
         await until(lambda: len(started_before) >= jobs)
     finally:
         await schedule.aclose()
     waves = sorted(set(started_before[:jobs]))  # the runs of one burst all began before the next burst
-    assert waves[0] == first_burst  # a loop held up by something else (a sleep here) is no reason to start fewer
+    # a loop held up by something else (a sleep here) is no reason to start fewer than before
+    assert first_burst <= waves[0] < jobs
     sizes = [b - a for a, b in zip([0, *waves], waves, strict=False)]
-    assert len(waves) >= 3 and all(size <= BURST_MAX for size in sizes)
+    assert len(waves) >= 2 and all(size <= BURST_MAX for size in sizes)
 
 
 def burn(seconds: float) -> None:
@@ -189,8 +207,8 @@ async def test_costly_turns_shrink_the_burst_and_cheap_ones_grow_it_back():
             burn(0.002)  # each run costs the loop 2 ms of CPU: a turn costs as much as its runs
 
     schedule: Schedule[int] = Schedule(run)
-    for key in range(400):
-        schedule.add(key, 0.2, 5.0)  # 2,000 runs/s of 2 ms each: far more than the loop can do
+    for key in range(2000):
+        schedule.add(key, 2.0, 5.0)  # 1,000 runs/s of 2 ms each: twice what the loop can do
     schedule.start()
     try:
         start = schedule.burst
