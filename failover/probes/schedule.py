@@ -23,8 +23,9 @@ how late they were. Here:
   step of its own grid (``first + k * interval``);
 * a step is run on time or not at all: one more than ``LATE`` of an interval late (when it
   comes up, or when the run before it ends) is missed, counted, and the job waits for its next
-  step. When the core cannot do all that is asked, targets are probed on their grid but less
-  often, rather than all of them late; the lag of what runs stays under a fifth of an interval;
+  step; a job's first run is never skipped, so every target gets a verdict as soon as it can.
+  When the core cannot do all that is asked, targets are probed on their grid but less often,
+  rather than all of them late; the lag of what runs stays under a fifth of an interval;
 * a run still going ``deadline`` seconds after it started is cancelled and reported
   (``on_overrun``), so a probe that ignores its own timeout cannot stall its target forever;
 * lag (start minus due) is recorded for every run; ``stats()`` gives p50/p99/max over the last
@@ -58,7 +59,7 @@ TURN_TARGET = 0.02  # CPU seconds: a costlier turn of the loop halves ``burst``;
 
 
 class _Job(Generic[K]):
-    __slots__ = ("deadline", "due", "interval", "key", "started", "task")
+    __slots__ = ("deadline", "due", "interval", "key", "ran", "started", "task")
 
     def __init__(self, key: K, interval: float, deadline: float) -> None:
         self.key = key
@@ -66,6 +67,7 @@ class _Job(Generic[K]):
         self.deadline = deadline
         self.due = 0.0
         self.started = 0.0
+        self.ran = False
         self.task: asyncio.Task[None] | None = None
 
 
@@ -189,7 +191,7 @@ class Schedule(Generic[K]):
         heap, launched = self._heap, 0
         while heap and heap[0][0] <= now + SLACK and launched < self.burst:
             job = heapq.heappop(heap)[2]
-            if now - job.due > job.interval * LATE:  # run on time or not at all: the core is short
+            if job.ran and now - job.due > job.interval * LATE:  # on time or not at all (a first run: always)
                 self._requeue(job, now, ran=False)
                 continue
             self._launch(job, now)
@@ -203,7 +205,7 @@ class Schedule(Generic[K]):
         assert self._loop is not None
         self._lags[self.runs % LAG_WINDOW] = max(0.0, now - job.due)
         self.runs += 1
-        job.started = now
+        job.started, job.ran = now, True
         job.task = self._loop.create_task(self._run(job.key))
         job.task.add_done_callback(lambda task: self._ended(job, task))
         self._running.add(job)

@@ -148,6 +148,24 @@ async def test_late_starts_are_measured_as_lag():
     assert stats["missed"] == 0 and stats["runs"] == 20 and stats["jobs"] == 20 and stats["in_flight"] == 0
 
 
+async def test_a_first_run_is_never_skipped_however_late():
+    first: set[int] = set()
+
+    async def run(key: int) -> None:
+        first.add(key)
+
+    schedule: Schedule[int] = Schedule(run)
+    for key in range(20):
+        schedule.add(key, 0.1, 1.0)  # a later step more than 20 ms late would be missed
+    schedule.start()
+    time.sleep(0.3)  # every first run is due while the loop is held
+    try:
+        await until(lambda: len(first) == 20)
+        assert schedule.stats()["lag_max_ms"] >= 250  # they ran, late, and were measured so
+    finally:
+        await schedule.aclose()
+
+
 async def test_steps_too_late_are_missed_and_counted_not_run_late():
     async def run(key: int) -> None:
         pass
