@@ -19,14 +19,16 @@ import gc
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from failover.app import App, build_app
+from failover.discovery import Discovery, attach
 from failover.errors import FailoverError
 from failover.model import DomainOutcome, ProbeResult, StreakKey
 from failover.policy import Policy
+from failover.probes import Probe
 from failover.probes.schedule import Schedule
 
 log = logging.getLogger("failover.daemon")
@@ -47,6 +49,8 @@ class Daemon:
         self.evaluations = 0
         self._probed: set[StreakKey] = set()
         self._dirty = asyncio.Event()
+        self._evaluate_all = True  # else only ``_moved_domains``: the domains whose verdicts moved
+        self._moved_domains: set[str] = set()
         self._stopping = asyncio.Event()
         self._scheduler: AsyncIOScheduler | None = None  # the reconcile timer
         self.probe_schedule: Schedule[StreakKey] | None = None
@@ -54,6 +58,9 @@ class Daemon:
         self._gc_before: tuple[int, int, int] | None = None  # the collector's thresholds while not tuned
         self._evaluator: asyncio.Task[None] | None = None
         self._shared: list[asyncio.Task[None]] = []
+        self.discovery: Discovery | None = None  # gateways_from: the regions' gateway sets, kept current
+        self.probe_wrappers: list[Callable[[StreakKey, Probe], Probe]] = []  # applied to probes added later
+        self._closing: set[asyncio.Task[None]] = set()  # probes of gateways discovery retired
 
     @property
     def ready(self) -> bool:
@@ -61,6 +68,7 @@ class Daemon:
         return self.evaluations > 0 and len(self._probed) == len(self.app.probes)
 
     async def start(self) -> None:
+        self.discovery = await attach(self)  # first answers before the schedule: their gateways start with it
         schedule: Schedule[StreakKey] = Schedule(self._probe, self._overran)
         for key, probe in self.app.probes.items():
             # Past its own timeout and a second more, a probe is cancelled and counts as failed.
@@ -88,7 +96,31 @@ class Daemon:
         log.info("daemon started: %d probes, reconcile every %gs", len(self.app.probes), self.reconcile_interval)
 
     def request_evaluation(self) -> None:
+        """Evaluate every domain (the reconcile timer, a store change, an operator's action)."""
+        self._evaluate_all = True
         self._dirty.set()
+
+    def retarget(self, added: Mapping[StreakKey, Probe], removed: Iterable[StreakKey]) -> None:
+        """Discovery changed a region's gateways: schedule the new targets, drop the gone ones."""
+        for key in removed:
+            probe = self.app.probes.pop(key, None)
+            self._probed.discard(key)
+            if self.probe_schedule is not None:
+                self.probe_schedule.remove(key)
+            if probe is not None:
+                task = asyncio.get_running_loop().create_task(probe.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        if self.ready:  # readiness is this daemon's, once: a replica found later does not take it back
+            self._probed.update(added)
+        for key, probe in added.items():
+            if key in self.app.probes:
+                continue
+            for wrap in self.probe_wrappers:
+                probe = wrap(key, probe)
+            self.app.probes[key] = probe
+            if self.probe_schedule is not None:
+                self.probe_schedule.add(key, probe.interval, probe.timeout + 1.0)
 
     async def _probe(self, key: StreakKey) -> None:
         probe = self.app.probes[key]  # looked up each time: the metrics wrap the probes after start()
@@ -97,7 +129,8 @@ class Daemon:
         except Exception as exc:  # a probe bug counts as a failed probe, never as a silent gap
             log.exception("probe %s of %s failed unexpectedly", probe.label, key.gateway)
             result = ProbeResult(False, 0.0, f"{probe.label}: probe error {exc!r}")
-        self._record(key, result)
+        if key in self.app.probes:  # not a gateway that discovery retired while it was probed
+            self._record(key, result)
 
     def _overran(self, key: StreakKey, seconds: float) -> None:
         """The schedule cancelled a run past its deadline: a probe should never get here."""
@@ -115,6 +148,7 @@ class Daemon:
                 self._freeze_heap()
         try:
             if self.coordinator.record({key: result}, flush=False):  # no store I/O on the loop
+                self._moved_domains.add(key.domain)  # the next evaluation decides only these
                 self._dirty.set()
                 for hook in self.after_verdict:
                     hook()
@@ -182,8 +216,10 @@ class Daemon:
             self._dirty.clear()
             if self._stopping.is_set():
                 break
+            domains = None if self._evaluate_all else self._moved_domains
+            self._evaluate_all, self._moved_domains = False, set()
             try:
-                outcomes = await asyncio.to_thread(self.coordinator.evaluate)
+                outcomes = await asyncio.to_thread(self.coordinator.evaluate, True, domains, True)
             except FailoverError as exc:
                 log.error("evaluation failed: %s", exc)
                 continue
@@ -203,6 +239,8 @@ class Daemon:
     async def stop(self) -> None:
         self._stopping.set()
         self._dirty.set()
+        if self.discovery is not None:
+            await self.discovery.aclose()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         for task in self._shared:

@@ -17,6 +17,10 @@ decision. Rules, in the order they apply for one domain:
    store): nothing moves automatically, whatever the reports say.
 
 The secondary is the best healthy undrained region other than the primary, if any.
+
+Each decision carries one sentence (logged and audited) and the same reason as data
+(``Decision.why``: the rule and its numbers: until when, how many of how many, which region),
+which ``failover explain`` puts into words without deciding anything itself.
 """
 
 from __future__ import annotations
@@ -24,7 +28,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from failover.model import Decision, DecisionKind, DomainState, Override, RegionHealth, Status, effective_override
+from failover.model import (
+    Decision,
+    DecisionKind,
+    DomainState,
+    Override,
+    RegionHealth,
+    Rule,
+    Status,
+    Why,
+    effective_override,
+    iso,
+)
 from failover.policy import Election, Region
 
 HOUR = 3600.0
@@ -76,7 +91,7 @@ def decide(
     def secondary_for(primary: str | None) -> str | None:
         return next((name for name in candidates if name != primary), None)
 
-    def outcome(kind: DecisionKind, reason: str, primary: str | None, automatic: bool = False) -> Decision:
+    def outcome(kind: DecisionKind, reason: str, primary: str | None, why: Why, automatic: bool = False) -> Decision:
         moved = primary != state.primary
         new = replace(
             state,
@@ -87,7 +102,7 @@ def decide(
             failovers=(*kept, now) if moved and automatic else kept,
             reason=reason,
         )
-        return Decision(kind=kind, reason=reason, state=new, changed=moved)
+        return Decision(kind=kind, reason=reason, state=new, changed=moved, why=why)
 
     # 1. manual override
     if override is not None and override.active(now):
@@ -96,9 +111,11 @@ def decide(
             if _status(health, override.region) is Status.UP
             else (f" ({override.region} is {_status(health, override.region)}: {_why(health, override.region)})")
         )
-        until = f" until {override.until:.0f}" if override.until is not None else ""
+        until = f" until {iso(override.until)}" if override.until is not None else ""
         reason = f"{override.region} pinned by {override.by}{until}: {override.reason}{note}"
-        return outcome(DecisionKind.OVERRIDE, reason, override.region)
+        return outcome(
+            DecisionKind.OVERRIDE, reason, override.region, Why(Rule.OVERRIDE, override.region, override.until)
+        )
 
     # 2. first election
     if state.primary is None:
@@ -108,9 +125,19 @@ def decide(
                 continue
             if status is Status.UNKNOWN:
                 why = f" ({_why(health, region.name)})" if not _quorum(health, region.name) else ""
-                return outcome(DecisionKind.WAITING, f"waiting for a first verdict on {region.name}{why}", None)
-            return outcome(DecisionKind.ELECTED, f"{region.name} elected ({_why(health, region.name)})", region.name)
-        return outcome(DecisionKind.WAITING, "no region is healthy yet; publishing nothing", None)
+                return outcome(
+                    DecisionKind.WAITING,
+                    f"waiting for a first verdict on {region.name}{why}",
+                    None,
+                    Why(Rule.WAITING, region.name),
+                )
+            return outcome(
+                DecisionKind.ELECTED,
+                f"{region.name} elected ({_why(health, region.name)})",
+                region.name,
+                Why(Rule.MOVE, region.name),
+            )
+        return outcome(DecisionKind.WAITING, "no region is healthy yet; publishing nothing", None, Why(Rule.WAITING))
 
     primary = state.primary
     status = _status(health, primary)
@@ -121,10 +148,16 @@ def decide(
     # a first election or an operator's move does not delay the next automatic failover.
     held_until = (max(kept) if kept else float("-inf")) + rules.hold_down
     budget_spent = len(recent) >= rules.max_failovers_per_hour
+    budget = {"used": len(recent), "limit": rules.max_failovers_per_hour}
 
     # 2b. too few observers reporting: no automatic move at all (an override above still wins)
     if not _quorum(health, primary):
-        return outcome(DecisionKind.FAIL_STATIC, f"{_why(health, primary)}: keeping {primary} (fail static)", primary)
+        return outcome(
+            DecisionKind.FAIL_STATIC,
+            f"{_why(health, primary)}: keeping {primary} (fail static)",
+            primary,
+            Why(Rule.NO_QUORUM, primary),
+        )
 
     # 3. primary healthy: keep, or fail back
     if status is not Status.DOWN and primary not in drained:
@@ -139,28 +172,35 @@ def decide(
                         f"{primary} kept; {best} healthy for {fmt(healthy_for)}, "
                         f"fails back after {fmt(rules.failback_after)}",
                         primary,
+                        Why(Rule.FAILBACK_WAIT, best, wait=rules.failback_after - healthy_for),
                     )
                 if now < held_until:
                     return outcome(
                         DecisionKind.HOLD,
-                        f"{primary} kept; failback to {best} held down until {held_until:.0f}",
+                        f"{primary} kept; failback to {best} held down until {iso(held_until)}",
                         primary,
+                        Why(Rule.HOLD_DOWN, best, held_until, **budget),
                     )
                 if budget_spent:
                     return outcome(
                         DecisionKind.HOLD,
                         f"{primary} kept; failback to {best} refused: {len(recent)} automatic changes in the last hour",
                         primary,
+                        Why(Rule.BUDGET, best, **budget),
                     )
                 return outcome(
                     DecisionKind.FAILBACK,
                     f"{best} healthy for {fmt(healthy_for)}; failback from {primary}",
                     best,
+                    Why(Rule.MOVE, best),
                     automatic=True,
                 )
         word = "unknown" if status is Status.UNKNOWN else "healthy"
         return outcome(
-            DecisionKind.KEEP, f"no action: {primary} is primary and {word} ({_why(health, primary)})", primary
+            DecisionKind.KEEP,
+            f"no action: {primary} is primary and {word} ({_why(health, primary)})",
+            primary,
+            _kept(ranked, primary, status, health, drained, rules),
         )
 
     # 4. primary down or drained
@@ -177,18 +217,53 @@ def decide(
             DecisionKind.FAIL_STATIC,
             f"{cause}; no healthy region to take over: keeping {primary} (fail static)",
             primary,
+            Why(Rule.FAIL_STATIC, primary),
         )
     if primary not in drained:
         if now < held_until:
-            return outcome(DecisionKind.HOLD, f"{cause}; hold-down keeps {primary} until {held_until:.0f}", primary)
+            return outcome(
+                DecisionKind.HOLD,
+                f"{cause}; hold-down keeps {primary} until {iso(held_until)}",
+                primary,
+                Why(Rule.HOLD_DOWN, target, held_until, **budget),
+            )
         if budget_spent:
             return outcome(
                 DecisionKind.HOLD,
                 f"{cause}; failover budget spent ({len(recent)} in the last hour): keeping {primary}",
                 primary,
+                Why(Rule.BUDGET, target, **budget),
             )
-    return outcome(DecisionKind.FAILOVER, f"{cause}; {target} elected", target, automatic=primary not in drained)
+    return outcome(
+        DecisionKind.FAILOVER,
+        f"{cause}; {target} elected",
+        target,
+        Why(Rule.MOVE, target),
+        automatic=primary not in drained,
+    )
 
 
 def _rank_of(ranked: Sequence[Region], name: str) -> int:
     return next(i for i, region in enumerate(ranked) if region.name == name)
+
+
+def _kept(
+    ranked: Sequence[Region],
+    primary: str,
+    status: Status,
+    health: Mapping[str, RegionHealth],
+    drained: frozenset[str],
+    rules: Election,
+) -> Why:
+    """Why a primary with nothing to do stays: the most preferred region above it tells
+    (drained by an operator, or healthy while failback is manual); else its own health."""
+    if status is Status.UNKNOWN:
+        return Why(Rule.UNDECIDED, primary)
+    better = next((r.name for r in ranked if r.name != primary), None)
+    if better is None or _rank_of(ranked, better) > _rank_of(ranked, primary):
+        return Why(Rule.HEALTHY, primary)
+    if better in drained:
+        return Why(Rule.DRAIN, better)
+    if rules.failback == "manual" and _status(health, better) is Status.UP:
+        return Why(Rule.FAILBACK_MANUAL, better)
+    return Why(Rule.HEALTHY, primary)

@@ -18,7 +18,10 @@ metrics count them, the alerts decide which ones to tell people about.
     ├── ApiCalled            an accepted admin API call, with who and why
     ├── AdapterApplying / AdapterApplied / AdapterFailed / RaceLost
     ├── CertificateExpiring  a gateway's certificate is inside ``warn_before``
-    └── ProbeWarning         any other warning a passing probe carried
+    ├── ProbeWarning         any other warning a passing probe carried
+    ├── GatewaysDiscovered   a region's ``gateways_from`` answer added or retired gateways
+    └── DiscoveryFailed / DiscoveryRecovered   a region's ``gateways_from`` cannot be resolved
+                             (the last known gateways stay), and answers again
 """
 
 from __future__ import annotations
@@ -186,6 +189,30 @@ class ProbeWarning(Event):
     detail: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class GatewaysDiscovered(Event):
+    region: str
+    source: str  # the DNS name resolved
+    added: tuple[str, ...]  # gateway names
+    removed: tuple[str, ...]  # gone from the answers for longer than the grace time
+    gateways: int  # discovered gateways now
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryFailed(Event):
+    region: str
+    source: str
+    error: str
+    kept: int  # discovered gateways kept from the last answer (0: none known yet)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryRecovered(Event):
+    region: str
+    source: str
+    gateways: int
+
+
 def describe(event: Event) -> str:
     """The one sentence for people: the audit entry's ``detail``, an alert's reason. Nothing
     reads it back, so rewording it changes no behaviour."""
@@ -229,6 +256,14 @@ def describe(event: Event) -> str:
             )
         case RegionDown() | RegionUp():
             return f"{event.region}: {event.reason}"
+        case GatewaysDiscovered():
+            change = [f"+{name}" for name in event.added] + [f"-{name}" for name in event.removed]
+            return f"{event.region}: {event.source} now gives {event.gateways} gateways ({', '.join(change)})"
+        case DiscoveryFailed():
+            kept = f"keeping the last {event.kept} gateways" if event.kept else "no gateway known yet: region unknown"
+            return f"{event.region}: cannot resolve {event.source} ({event.error}); {kept}"
+        case DiscoveryRecovered():
+            return f"{event.region}: {event.source} answers again ({event.gateways} gateways)"
     raise TypeError(f"no audit sentence for {type(event).__name__}")
 
 

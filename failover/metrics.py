@@ -114,7 +114,7 @@ class Metrics:
         self.probe_results = Counter(
             "failover_probe_results_total", "Probe results by outcome", [*probe, "outcome"], registry=r
         )
-        self.probes_in_flight = Gauge("failover_probes_in_flight", "Probes running now", registry=r)
+        self.probes_in_flight = Gauge("failover_probes_in_flight", "Scheduled probes running now", registry=r)
         self.evaluations = Counter("failover_evaluations_total", "Evaluations done by the daemon", registry=r)
         self.last_evaluation = Gauge(
             "failover_last_evaluation_timestamp_seconds", "When the daemon last evaluated (unix time)", registry=r
@@ -185,8 +185,11 @@ class Metrics:
         for key, probe in list(daemon.app.probes.items()):
             if not isinstance(probe, InstrumentedProbe):
                 daemon.app.probes[key] = InstrumentedProbe(probe, key, self)
+        daemon.probe_wrappers.append(lambda key, probe: InstrumentedProbe(probe, key, self))  # discovered later
         daemon.coordinator.store = instrument_store(daemon.coordinator.store, self)
         daemon.coordinator.events.subscribe(self.on_event)
+        # read from the schedule at scrape time: two locked updates per probe cost more than this
+        self.probes_in_flight.set_function(lambda: daemon.probe_schedule.in_flight if daemon.probe_schedule else 0)
 
     def render(self) -> bytes:
         """This registry, then the default one (process metrics, the proxy's when it registers there)."""
@@ -194,11 +197,6 @@ class Metrics:
         return own if self.registry is REGISTRY else own + generate_latest(REGISTRY)
 
     # -- feeds ----------------------------------------------------------------------------
-    def observe_probe(self, key: StreakKey, region: str, result: ProbeResult) -> None:
-        labels = (key.domain, region, key.gateway, key.check)
-        self.probe_duration.labels(*labels).observe(max(result.latency, 0.0))
-        self.probe_results.labels(*labels, "success" if result.ok else "failure").inc()
-
     def on_event(self, event: ev.Event) -> None:
         """Event subscriber: runs in whichever thread publishes; prometheus-client is thread-safe."""
         kind = audit_kind(event)
@@ -228,6 +226,10 @@ class Metrics:
     def observe(self, snapshot: Snapshot) -> None:
         """Keep the health, overrides and drains after an evaluation for the next scrape."""
         self._snapshot = snapshot
+
+    def _discovered_region(self, gateway: str) -> str:
+        """A gateway found by ``gateways_from`` after start: looked up in the current sets."""
+        return next((r.name for r in self.policy.regions for gw in r.gateways if gw.name == gateway), "")
 
     def collect_state(self) -> Iterable[Metric]:
         snap = self._snapshot
@@ -268,7 +270,7 @@ class Metrics:
             for domain, gateways in snap.gateways.items():
                 for gateway, (status, _reason) in gateways.items():
                     if status is not Status.UNKNOWN:
-                        region = self._region_of.get(gateway, "")
+                        region = self._region_of.get(gateway) or self._discovered_region(gateway)
                         gateway_up.add_metric([domain, region, gateway], 1.0 if status is Status.UP else 0.0)
             for domain, regions in snap.health.items():
                 for region, verdict in regions.items():
@@ -306,11 +308,17 @@ class InstrumentedProbe(Probe):
         self.label = inner.label
         self.interval = inner.interval
         self.timeout = inner.timeout
+        # The label children, resolved once: at thousands of probes a second, ``labels()`` on
+        # every result was a measurable share of a probe's CPU.
+        labels = (key.domain, inner.target.region, key.gateway, key.check)
+        self._duration = metrics.probe_duration.labels(*labels)
+        self._success = metrics.probe_results.labels(*labels, "success")
+        self._failure = metrics.probe_results.labels(*labels, "failure")
 
     async def run(self) -> ProbeResult:
-        with self.metrics.probes_in_flight.track_inprogress():
-            result = await self.inner.run()
-        self.metrics.observe_probe(self.key, self.target.region, result)
+        result = await self.inner.run()
+        self._duration.observe(max(result.latency, 0.0))
+        (self._success if result.ok else self._failure).inc()
         return result
 
     async def aclose(self) -> None:

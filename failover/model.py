@@ -123,12 +123,42 @@ class DecisionKind(StrEnum):
         return self in (DecisionKind.HOLD, DecisionKind.FAIL_STATIC, DecisionKind.WAITING)
 
 
+class Rule(StrEnum):
+    """The rule that puts or keeps the primary where the decision leaves it (``failover explain``)."""
+
+    OVERRIDE = "override"  # an operator's pin
+    HEALTHY = "healthy"  # the primary is healthy and no better region is waiting
+    UNDECIDED = "undecided"  # the primary's health is not known (yet): kept, nothing moves
+    FAILBACK_WAIT = "failback_wait"  # a better region is back, not healthy for failback_after yet
+    FAILBACK_MANUAL = "failback_manual"  # a better region is healthy; failback is manual (promote)
+    DRAIN = "drain"  # a better region is drained by an operator
+    HOLD_DOWN = "hold_down"  # a move is due; the hold-down since the last automatic change refuses it
+    BUDGET = "budget"  # a move is due; the hourly budget of automatic changes is spent
+    NO_QUORUM = "no_quorum"  # too few observers report for any verdict: nothing moves automatically
+    FAIL_STATIC = "fail_static"  # the primary is down (or drained) and no region can take over
+    MOVE = "move"  # the primary moves in this decision (election, failover, failback)
+    WAITING = "waiting"  # no verdict yet: nothing is published
+
+
+@dataclass(frozen=True)
+class Why:
+    """The structured reason behind a decision: what the sentence says, as data."""
+
+    rule: Rule
+    region: str | None = None  # the region the rule is about: the pinned, better, drained or target one
+    until: float | None = None  # unix time: the hold-down's end, the override's expiry
+    wait: float | None = None  # seconds left before a failback is due
+    used: int | None = None  # automatic changes in the last hour (the budget)
+    limit: int | None = None  # max_failovers_per_hour
+
+
 @dataclass(frozen=True)
 class Decision:
     kind: DecisionKind
     reason: str  # one sentence, logged and audited
     state: DomainState
     changed: bool  # the primary moved (epoch bumped)
+    why: Why | None = None  # the engine always sets it; a decision read back from elsewhere may not
 
     @property
     def domain(self) -> str:

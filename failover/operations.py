@@ -33,7 +33,10 @@ def status(coordinator: Coordinator, snap: Snapshot | None = None) -> dict[str, 
                 "status": str(verdict.status),
                 "reason": verdict.reason,
                 "since": iso(verdict.since),
-                "gateways": {gw.name: str(snap.gateways[domain.name][gw.name][0]) for gw in region.gateways},
+                "gateways": {  # .get: a gateway discovered since the snapshot has no verdict in it yet
+                    gw.name: str(snap.gateways[domain.name].get(gw.name, (Status.UNKNOWN, ""))[0])
+                    for gw in region.gateways
+                },
                 "observers_down": sorted(
                     o for o, seen in snap.votes.get(domain.name, {}).get(region.name, {}).items() if seen is Status.DOWN
                 ),

@@ -33,13 +33,11 @@ class DataPathWatch:
         self,
         probes: Callable[[], dict[StreakKey, Probe]],
         record: Callable[[StreakKey, ProbeResult], None],
-        addresses: dict[str, list[str]],  # gateway address -> gateway names (usually one)
         domain: str,
         fall: int,
     ) -> None:
         self._probes = probes  # read at each burst: the metrics wrap the probes after start
         self._record = record
-        self._addresses = addresses
         self.domain = domain
         self.fall = fall
         self._busy: dict[str, asyncio.Task[None]] = {}
@@ -51,10 +49,11 @@ class DataPathWatch:
         loop = asyncio.get_running_loop()
         if address in self._busy or loop.time() < self._quiet_until.get(address, 0.0):
             return
+        # by the probes' own targets, read now: a gateway discovered since start is one of them
         keys = [
             key
-            for key in self._probes()
-            if key.domain == self.domain and key.gateway in self._addresses.get(address, ())
+            for key, probe in self._probes().items()
+            if key.domain == self.domain and probe.target.address == address
         ]
         if not keys:
             return

@@ -94,3 +94,41 @@ def history(console: Console, entries: list[AuditEntry]) -> None:
     for e in entries:
         table.add_row(iso(e.at) or "", e.kind, e.domain or "*", e.observer, e.detail)
     console.print(table)
+
+
+def explanation(console: Console, data: Mapping[str, Any]) -> None:
+    """``failover explain``: per domain, the rule in words, then the evidence per region."""
+    for domain, info in data["domains"].items():
+        console.print(
+            f"[bold]{domain}[/bold]: primary [bold]{info['primary'] or '-'}[/bold], "
+            f"secondary {info['secondary'] or '-'}, epoch {info['epoch']}"
+        )
+        console.print(f"  why: {info['explanation']}", highlight=False)
+        decision = info["decision"]
+        console.print(f"  the engine now: {decision['kind']}: {decision['reason']}", highlight=False)
+        quorum = info["quorum"]
+        if quorum:
+            console.print(
+                f"  voters: {', '.join(quorum['voters'])}; reporting: {', '.join(quorum['reporting']) or 'none'} "
+                f"({quorum['needed']} needed)"
+            )
+        table = Table(expand=False, title=f"evidence: the last probes seen by {data['observer']} at {data['at']}")
+        for col in ("region", "prio", "health", "drained", "observers", "gateways (last probe)"):
+            table.add_column(col)
+        for region, r in info["regions"].items():
+            gateways = "\n".join(
+                f"{name}={_c(g['status'])}: {'; '.join(c['last'] for c in g['checks']) or g['reason']}"
+                for name, g in r["gateways"].items()
+            )
+            drained = r["drained"]
+            votes = ", ".join(f"{o}={_c(s)}" for o, s in r["observers"].items())
+            since = f" since {r['since'][11:19]}Z" if r["since"] else ""  # the region's reason is in the why line
+            table.add_row(
+                region,
+                str(r["priority"]),
+                f"{_c(r['status'])}{since}",
+                f"by {drained['by']}: {drained['reason']}" if drained else "",
+                votes,
+                gateways,
+            )
+        console.print(table)

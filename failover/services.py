@@ -5,11 +5,12 @@ Order of start (stopped in reverse):
 1. checks that need no I/O (the API token rule, alert URLs in the environment): a UsageError
    here exits 2 before anything listens;
 2. metrics (always; served by the API): probes and store wrapped, audit entries counted;
+   and, with ``metrics.statsd``, the same measurements pushed to StatsD/DogStatsD;
 3. alerts (``alerts:``): the dispatcher's lanes, and the notifier as a coordinator listener;
 4. the embedded proxy (``proxy:``) — see PROXY below;
 5. the admin API (``api:``) last, so that it never answers for a half-started daemon.
 
-After each evaluation one hook takes a snapshot in a worker thread and feeds the metrics and
+After each evaluation one hook feeds the evaluation's snapshot to the metrics and
 the notifier (region down/up, changes made by other processes). It runs as a background task
 and never delays the next evaluation or a failover.
 """
@@ -22,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
+from failover import sdnotify
 from failover.daemon import Daemon, serve
 from failover.errors import FailoverError
 from failover.logs import daemon_logging
@@ -31,6 +33,7 @@ from failover.policy import Policy
 
 if TYPE_CHECKING:
     from failover.alerts import Notifier
+    from failover.statsd import StatsdSink
 
 log = logging.getLogger("failover.services")
 
@@ -56,8 +59,10 @@ class StateWatcher:
 
     async def _watch(self, outcomes: Sequence[DomainOutcome]) -> None:
         while True:
-            try:
-                snap = await asyncio.to_thread(self.daemon.coordinator.snapshot)
+            coordinator = self.daemon.coordinator
+            try:  # the evaluation's own snapshot: a second full pass would cost the probes the GIL
+                last = coordinator.last_snapshot
+                snap = last if last is not None else await asyncio.to_thread(coordinator.snapshot)
             except FailoverError as exc:
                 log.warning("cannot take a snapshot for metrics and alerts: %s", exc)
             else:
@@ -98,6 +103,13 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
         # 2. metrics
         metrics = Metrics(policy, ready=lambda: daemon.ready)
         metrics.instrument(daemon)
+        statsd: StatsdSink | None = None  # metrics.statsd: the same measurements pushed to StatsD
+        if policy.metrics is not None and policy.metrics.statsd is not None:
+            from failover.statsd import StatsdSink
+
+            statsd = StatsdSink(policy)
+            await statsd.start(daemon)
+            stops.append(statsd.stop)
         # 3. alerts
         notifier: Notifier | None = None
         if policy.alerts:
@@ -113,7 +125,24 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
         stops.append(watcher.stop)
 
         # 4. the embedded proxy: routing follows a verdict at once and every decision after it
-        if policy.proxy is not None:
+        if policy.proxy is not None and policy.proxy.kind == "haproxy":  # or an existing HAProxy, the same way
+            from failover.passive import DataPathWatch
+            from failover.proxy.haproxy import HaproxyFollower
+
+            domain = policy.proxy.domain or policy.domains[0].name
+            c = daemon.coordinator
+            haproxy = HaproxyFollower(policy.proxy, policy, domain, c.decided_state, c.gateway_statuses)
+            hwatch = DataPathWatch(  # HAProxy's failed connects start confirmation probes at once
+                lambda: daemon.app.probes, daemon.record_result, domain, policy.health.fall
+            )
+            haproxy.on_connect_failure(hwatch.suspect)
+            stops.append(hwatch.aclose)
+            await haproxy.start()
+            stops.append(haproxy.stop)
+            daemon.after_verdict.append(haproxy)
+            daemon.after_evaluation.append(haproxy)
+            log.info("proxy: HAProxy backend %s through %s", policy.proxy.backend, policy.proxy.runtime_api)
+        elif policy.proxy is not None:
             from failover.passive import DataPathWatch
             from failover.proxy import Proxy
             from failover.proxy.follow import RouteFollower
@@ -130,14 +159,10 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
                     f"proxy.listen: cannot listen on {policy.proxy.listen}: {exc.strerror or exc}"
                 ) from None
             stops.append(proxy.stop)
+            if statsd is not None:
+                statsd.watch_proxy(proxy.stats)
             # the data path's failed connects start confirmation probes at once (failover/passive.py)
-            addresses: dict[str, list[str]] = {}
-            for region in policy.regions:
-                for gw in region.gateways:
-                    addresses.setdefault(gw.address, []).append(gw.name)
-            watch = DataPathWatch(
-                lambda: daemon.app.probes, daemon.record_result, addresses, domain, policy.health.fall
-            )
+            watch = DataPathWatch(lambda: daemon.app.probes, daemon.record_result, domain, policy.health.fall)
             if proxy.on_connect_failure(watch.suspect):
                 stops.append(watch.aclose)
             else:
@@ -161,6 +186,7 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
         await daemon.stop()
         await daemon.app.aclose()
         raise
+    sdnotify.ready()  # Type=notify (deploy/systemd/failover.service): the API and the proxy listen
     return stop_all
 
 

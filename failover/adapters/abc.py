@@ -33,6 +33,7 @@ The marker-fenced DNS adapters share one plan, fence and verify rule (``_dns.Dns
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from abc import ABC, abstractmethod
@@ -76,8 +77,15 @@ def marker_name(domain: str) -> str:
     return f"_failover.{domain.rstrip('.')}"
 
 
+@functools.lru_cache(maxsize=65536)
+def _address_order(address: str) -> tuple[int, int]:
+    # cached: every evaluation sorts every domain's gateways, and parsing was most of its CPU
+    parsed = ipaddress.ip_address(address)
+    return parsed.version, int(parsed)
+
+
 def sort_addresses(addresses: Iterable[str]) -> tuple[str, ...]:
-    return tuple(sorted(set(addresses), key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a))))
+    return tuple(sorted(set(addresses), key=_address_order))
 
 
 def split_families(addresses: Iterable[str]) -> tuple[list[str], list[str]]:

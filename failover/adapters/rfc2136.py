@@ -110,16 +110,25 @@ class Rfc2136Adapter(DnsAdapter):
         except dns.exception.Timeout:
             raise AdapterError(f"{self.name}: no answer to {what} within {self.timeout:g}s") from None
         except (dns.tsig.PeerError, dns.message.UnknownTSIGKey, dns.tsig.BadSignature) as exc:
-            raise AdapterError(
-                f"{self.name}: the server rejected our TSIG key {self._keyname} ({type(exc).__name__}); "
-                "check the key name, algorithm and secret"
-            ) from None
+            raise self._key_rejected(type(exc).__name__) from None
         except OSError as exc:
             raise AdapterError(f"{self.name}: unreachable ({exc.strerror or exc})") from None
         except ValueError as exc:  # e.g. a host name where dnspython needs an address
             raise AdapterError(f"{self.name}: {what} failed: {exc}") from None
+        except dns.exception.FormError as exc:
+            # PowerDNS answers a key it rejects with a bare NOTAUTH, no TSIG record (BIND says
+            # BADKEY/BADSIG in one); dnspython then refuses the unsigned answer to a signed question
+            if self._keyring is not None and "TSIG" in str(exc):
+                raise self._key_rejected("unsigned answer") from None
+            raise AdapterError(f"{self.name}: {what} failed: {exc}") from None
         except dns.exception.DNSException as exc:
             raise AdapterError(f"{self.name}: {what} failed: {exc}") from None
+
+    def _key_rejected(self, how: str) -> AdapterError:
+        return AdapterError(
+            f"{self.name}: the server rejected our TSIG key {self._keyname} ({how}); "
+            "check the key name, algorithm and secret"
+        )
 
     def _query(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> list[Any]:
         return self._query_ttl(qname, rdtype)[0]
@@ -177,7 +186,10 @@ class Rfc2136Adapter(DnsAdapter):
             )
         if rcode == dns.rcode.REFUSED:
             who = f"key {self._keyname}" if self._keyname else "unsigned updates"
-            raise AdapterError(f"{self.name}: update REFUSED: the server's allow-update does not admit {who}")
+            raise AdapterError(
+                f"{self.name}: update REFUSED: the server's update policy does not admit {who} (BIND: "
+                "allow-update / update-policy; PowerDNS: dnsupdate=yes, allow-dnsupdate-from, TSIG-ALLOW-DNSUPDATE)"
+            )
         if rcode == dns.rcode.NOTAUTH:
             raise AdapterError(
                 f"{self.name}: update answered NOTAUTH: not authoritative for {self.zone} or TSIG rejected"

@@ -6,7 +6,8 @@ sentence (``reason`` and ``detail`` are passed through for people to read).
 
 * single events (any thread): a primary moved (failover, failback, elected, override), an
   override released or expired, a drain or undrain, an adapter error, a lost race, a region
-  down or up again, a certificate expiring;
+  down or up again, a certificate expiring, a region's gateway discovery failing (its last set
+  kept) and answering again;
 * operator operations (``with notifier.operation(...)``, around an ``operations.*`` call):
   everything published inside becomes ONE alert — the override and the failover it caused,
   what was applied and verified, what failed — instead of one message per event;
@@ -57,6 +58,7 @@ class Notifier:
         self._lock = threading.Lock()
         self._epochs: dict[str, int] = {}  # domain -> newest epoch this process has told about
         self._primaries: dict[str, str | None] = {}
+        self._undiscovered: set[str] = set()  # regions told as failing discovery, until it recovers
 
     def _event(self, kind: AlertEvent, summary: str, at: float, **fields: object) -> Event:
         return Event(kind, summary, self.policy.service, self.policy.observer, at, **fields)  # type: ignore[arg-type]
@@ -74,6 +76,13 @@ class Notifier:
             self.publish(alert)
 
     def _track(self, event: ev.Event) -> None:
+        if isinstance(event, ev.DiscoveryFailed | ev.DiscoveryRecovered):
+            with self._lock:
+                if isinstance(event, ev.DiscoveryFailed):
+                    self._undiscovered.add(event.region)
+                else:
+                    self._undiscovered.discard(event.region)
+            return
         if event.domain is None or not isinstance(event, ev.PrimaryChanged | ev.MarkerAdopted):
             return
         with self._lock:
@@ -201,6 +210,27 @@ class Notifier:
                     key=f"region_down:{domain}:{event.region}",
                     resets=(f"region_up:{domain}:{event.region}",),
                 )
+            case ev.DiscoveryFailed():
+                return self._event(
+                    "discovery_failed",
+                    f"cannot discover the gateways of {event.region}",
+                    event.at,
+                    region=event.region,
+                    reason=ev.describe(event),
+                    severity="critical" if not event.kept else "warning",
+                    key=f"discovery_failed:{event.region}",
+                    resets=(f"discovery_recovered:{event.region}",),
+                )
+            case ev.DiscoveryRecovered():
+                return self._event(
+                    "discovery_recovered",
+                    f"gateways of {event.region} are discovered again",
+                    event.at,
+                    region=event.region,
+                    reason=ev.describe(event),
+                    key=f"discovery_recovered:{event.region}",
+                    resets=(f"discovery_failed:{event.region}",),
+                )
             case ev.RegionUp():
                 return self._event(
                     "region_up",
@@ -281,7 +311,9 @@ class Notifier:
     # -- after each evaluation --------------------------------------------------------------------
     def observe(self, outcomes: Sequence[DomainOutcome], snap: Snapshot) -> None:
         """Primary changes recorded by another process sharing the store: this process sees
-        them only as a newer epoch in its own evaluation's outcome."""
+        them only as a newer epoch in its own evaluation's outcome. And a region still without
+        any discovered gateway: its DiscoveryFailed was raised at start, before anyone listened."""
+        self._tell_undiscovered(snap.now)
         for outcome in outcomes:
             state = outcome.decision.state
             with self._lock:
@@ -322,3 +354,23 @@ class Notifier:
                     key=f"failover:{state.domain}:{state.epoch}",
                 )
             self.publish(event)
+
+    def _tell_undiscovered(self, now: float) -> None:
+        for region in self.policy.regions:
+            if region.gateways_from is None or region.gateways:
+                continue
+            with self._lock:
+                if region.name in self._undiscovered:
+                    continue
+                self._undiscovered.add(region.name)
+            failed = ev.DiscoveryFailed(
+                at=now,
+                observer=self.policy.observer,
+                region=region.name,
+                source=region.gateways_from.dns,
+                error="no answer since start",
+                kept=0,
+            )
+            alert = self.alert_for(failed)
+            if alert is not None:
+                self.publish(alert)

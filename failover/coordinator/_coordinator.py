@@ -19,7 +19,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from failover import events as ev
@@ -72,6 +72,7 @@ class Coordinator:
         self._token: int | None = None  # our fencing token when we last campaigned
         self._failing_since: float | None = None  # leading, and every adapter change failing since
         self._stand_down_until = float("-inf")  # no campaign for the leadership before this
+        self.last_snapshot: Snapshot | None = None  # the last evaluation's: metrics and alerts reuse it
 
     # -- what the faces use ------------------------------------------------------------------
     @property
@@ -111,6 +112,10 @@ class Coordinator:
     def flush(self) -> None:
         self.observations.flush()
 
+    def forget(self, gateways: Iterable[str]) -> None:
+        """Gateways that discovery retired: their streaks go (one that comes back starts afresh)."""
+        self.observations.forget(gateways)
+
     def streak(self, key: StreakKey) -> Streak:
         return self.observations.streak(key)
 
@@ -138,21 +143,29 @@ class Coordinator:
         return self._stored[domain]
 
     # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self, apply: bool = True, domains: Sequence[str] | None = None) -> list[DomainOutcome]:
+    def evaluate(
+        self, apply: bool = True, domains: Collection[str] | None = None, incremental: bool = False
+    ) -> list[DomainOutcome]:
         """Decide every domain and, when ``apply``, reconcile its adapters. Never raises for one
         domain's adapter failure: it is audited and reported in the outcome. Probe results keep
-        being recorded meanwhile: adapter I/O never holds the streak lock."""
+        being recorded meanwhile: adapter I/O never holds the streak lock.
+
+        ``domains``: decide only these (the daemon passes the domains whose verdicts moved).
+        ``incremental`` (the daemon): the snapshot works out again only the domains whose
+        verdicts moved, and only the streaks whose status moved are written (the rest when the
+        daemon stops); a cron run writes every count, for the next run to continue from."""
         with self._evaluating:
-            self.flush()
+            self.observations.flush(moved_only=incremental)
             now = self.clock()
             self.decisions.expire_overrides(now)
-            snap = self.observations.snapshot(now, publish=True)
+            snap = self.observations.snapshot(now, publish=True, incremental=incremental)
+            self.last_snapshot = snap
             self._tell_quorum(snap)
             self._tell_region_changes(snap)
             if apply and self.store.leading() is None:
                 self.campaign()  # a cron run, or a daemon between its renewals
             names = [d.name for d in self.policy.domains if domains is None or d.name in domains]
-            if len(names) <= 1:
+            if len(names) <= 1 or not any(self.adapters[name] for name in names):  # no provider to wait on
                 outcomes = [self._evaluate_domain(name, snap, apply) for name in names]
                 self._stand_down_if_stuck(outcomes, now)
                 return outcomes

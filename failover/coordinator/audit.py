@@ -67,6 +67,14 @@ def _kind_and_data(event: ev.Event) -> tuple[str, dict[str, object]]:
             return "quorum_regained", {"reporting": list(event.reporting)}
         case ev.LeaderChanged():
             return "leader", {"leader": event.leader, "token": event.token}
+        case ev.GatewaysDiscovered():
+            data = {"region": event.region, "source": event.source, "added": list(event.added)}
+            data["removed"] = list(event.removed)
+            return "discovered", data
+        case ev.DiscoveryFailed():
+            return "discovery_failed", {"region": event.region, "source": event.source, "kept": event.kept}
+        case ev.DiscoveryRecovered():
+            return "discovery_recovered", {"region": event.region, "source": event.source}
     raise TypeError(f"no audit entry for {type(event).__name__}")
 
 

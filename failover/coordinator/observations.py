@@ -28,6 +28,10 @@ class Observations:
         self.ctx = ctx
         self._lock = threading.RLock()  # guards the in-memory streaks; held briefly, never across I/O
         self._unflushed: dict[StreakKey, Streak] = {}
+        self._flushed_status: dict[StreakKey, Status] = {}  # what the store holds, for ``flush(moved_only=True)``
+        self._gateways: dict[str, dict[str, tuple[Status, str]]] = {}  # the last own view, per domain
+        self._members: tuple[tuple[str, ...], ...] = ()  # the regions' gateways that view was made of
+        self._moved: set[str] = set()  # domains with a verdict moved since the last own view
         self._warnings: list[tuple[StreakKey, ProbeResult]] = []  # told at the next flush, off the loop
         try:
             self._streaks: dict[StreakKey, Streak] = ctx.store.get_streaks(ctx.observer)
@@ -61,6 +65,7 @@ class Observations:
                 after = health.advance(before, result, rules.rise, rules.fall, now)
                 if after.status is not before.status:
                     moved = True
+                    self._moved.add(key.domain)
                     log.info(
                         "%s %s %s: %s -> %s (%s)",
                         key.domain,
@@ -89,13 +94,31 @@ class Observations:
         else:
             self.ctx.emit(ev.ProbeWarning, **where)
 
-    def flush(self) -> None:
-        """Write the streaks recorded since the last flush (cron runs keep counting across runs)."""
+    def flush(self, moved_only: bool = False) -> None:
+        """Write the streaks recorded since the last flush (cron runs keep counting across runs).
+
+        ``moved_only`` (the daemon's evaluations on a verdict change) writes only the streaks
+        whose status moved: at thousands of targets, writing every count each time cost more
+        than the evaluation; the rest wait for the next full flush (the periodic reconcile)."""
         with self._lock:
-            pending, self._unflushed = self._unflushed, {}
+            if moved_only:
+                flushed = self._flushed_status
+                pending = {k: v for k, v in self._unflushed.items() if flushed.get(k) is not v.status}
+                for key in pending:
+                    del self._unflushed[key]
+            else:
+                pending, self._unflushed = self._unflushed, {}
             warnings, self._warnings = self._warnings, []
         if self.ctx.persist and pending:
-            self.ctx.store.put_streaks(self.ctx.observer, pending)
+            try:
+                self.ctx.store.put_streaks(self.ctx.observer, pending)
+            except BaseException:
+                with self._lock:  # written next time, unless a newer result replaced it meanwhile
+                    for key, streak in pending.items():
+                        self._unflushed.setdefault(key, streak)
+                raise
+            with self._lock:
+                self._flushed_status.update((k, v.status) for k, v in pending.items())
         for key, result in warnings:  # audited in the store: never on the daemon's event loop
             self._warn(key, result)
 
@@ -124,33 +147,67 @@ class Observations:
         with self._lock:
             return [k for k, s in self._streaks.items() if s.status is Status.UNKNOWN]
 
-    def own_view(self, now: float) -> tuple[dict[str, dict[str, tuple[Status, str]]], Own]:
-        """Gateway verdicts and this observer's region verdicts, from the streaks in memory."""
+    def own_view(self, now: float, incremental: bool = False) -> tuple[dict[str, dict[str, tuple[Status, str]]], Own]:
+        """Gateway verdicts and this observer's region verdicts, from the streaks in memory.
+
+        ``incremental`` (the daemon's evaluations) works out again only the domains where a
+        verdict moved since the last view; the others keep it, reasons included (a gateway's
+        reason then names an earlier probe of the same verdict). With thousands of targets a
+        full pass costs tens of milliseconds of the GIL, taken from the probes on the loop."""
         policy = self.ctx.policy
         with self._lock:
+            todo: set[str] | None = None
+            made_of = tuple(tuple(gw.name for gw in region.gateways) for region in policy.regions)
+            if incremental and made_of == self._members:  # and discovery moved nobody
+                todo = self._moved | {d.name for d in policy.domains if d.name not in self._gateways}
+            self._moved = set()
             by_target: dict[tuple[str, str], list[Streak]] = {}
             for target, streak in self._streaks.items():
-                by_target.setdefault((target.domain, target.gateway), []).append(streak)
-            gateways: dict[str, dict[str, tuple[Status, str]]] = {}
-            own: Own = {}
+                if todo is None or target.domain in todo:
+                    by_target.setdefault((target.domain, target.gateway), []).append(streak)
+            gateways = {} if todo is None else dict(self._gateways)
+            own: Own = {} if todo is None else dict(self._own)
             for domain in policy.domains:
+                if todo is not None and domain.name not in todo:
+                    continue
                 per_gateway: dict[str, tuple[Status, str]] = {}
                 for region in policy.regions:
-                    for gw in region.gateways:
+                    members = region.gateways  # once: discovery may change the set meanwhile
+                    for gw in members:
                         checks = by_target.get((domain.name, gw.name), [])
                         status = health.gateway_status(checks) if checks else Status.UNKNOWN
                         worst = next((s.reason for s in checks if s.status is Status.DOWN), None)
                         per_gateway[gw.name] = (status, worst or (checks[0].reason if checks else "not probed yet"))
-                    own[(domain.name, region.name)] = health.region_health(
-                        region.name,
-                        {gw.name: per_gateway[gw.name] for gw in region.gateways},
-                        policy.health.min_healthy_gateways,
-                        self._own.get((domain.name, region.name)),
-                        now,
+                    own[(domain.name, region.name)] = (
+                        health.region_health(
+                            region.name,
+                            {gw.name: per_gateway[gw.name] for gw in members},
+                            policy.health.min_healthy_gateways,
+                            self._own.get((domain.name, region.name)),
+                            now,
+                        )
+                        if members
+                        else self._nothing_discovered(domain.name, region.name, now)
                     )
                 gateways[domain.name] = per_gateway
             self._own = own  # in memory only: keeps each verdict's ``since``
-        return gateways, own
+            self._gateways, self._members = gateways, made_of
+        return {domain: dict(per_gateway) for domain, per_gateway in gateways.items()}, own
+
+    def _nothing_discovered(self, domain: str, region: str, now: float) -> RegionHealth:
+        """A region whose ``gateways_from`` has not answered yet: unknown, never "0/0 down"
+        (discovery raised DiscoveryFailed about it)."""
+        before = self._own.get((domain, region))
+        since = before.since if before is not None and before.status is Status.UNKNOWN else now
+        return RegionHealth(region, Status.UNKNOWN, 0, 0, since, "no gateway discovered yet")
+
+    def forget(self, gateways: Iterable[str]) -> None:
+        """Drop the streaks of gateways that left (discovery): one that comes back starts afresh."""
+        gone = set(gateways)
+        with self._lock:
+            self._streaks = {k: v for k, v in self._streaks.items() if k.gateway not in gone}
+            self._unflushed = {k: v for k, v in self._unflushed.items() if k.gateway not in gone}
+            self._flushed_status = {k: v for k, v in self._flushed_status.items() if k.gateway not in gone}
 
     def voters(self) -> list[str] | None:
         """The configured voters, with a shared store or an explicit ``observers`` list; None
@@ -172,15 +229,17 @@ class Observations:
         self.ctx.store.put_region_health(self.ctx.observer, own, now)
         self._published, self._published_at = verdicts, now
 
-    def snapshot(self, now: float | None = None, publish: bool = False) -> Snapshot:
+    def snapshot(self, now: float | None = None, publish: bool = False, incremental: bool = False) -> Snapshot:
         """One immutable view: this observer's verdicts merged with the other observers' fresh
-        reports. Reads the store; writes only with ``publish`` (the evaluation's one write)."""
+        reports. Reads the store; writes only with ``publish`` (the evaluation's one write).
+        ``incremental``: see ``own_view``."""
         ctx = self.ctx
         now = ctx.clock() if now is None else now
-        gateways, own = self.own_view(now)
+        gateways, own = self.own_view(now, incremental)
         if publish:
             self.publish(own, now)
-        views = ctx.store.all_region_health(now - ctx.freshness())  # reads only: also for plan and status
+        # reads only (also for plan and status); our own report is the one in memory
+        views = ctx.store.all_region_health(now - ctx.freshness(), others_than=ctx.observer)
         views[ctx.observer] = own
         voters = self.voters()
         merged: dict[str, dict[str, RegionHealth]] = {}
@@ -206,7 +265,7 @@ class Observations:
                 for domain in ctx.policy.domains:
                     key = (domain.name, region.name)
                     reports = {obs: v[key] for obs, v in views.items() if key in v}
-                    own_here = {g: gateways[domain.name][g] for g in names}
+                    own_here = {g: gateways[domain.name][g] for g in names if g in gateways[domain.name]}
                     gateways[domain.name].update(health.voters_gateways(own_here, reports, voters))
         drained = frozenset(ctx.store.drains())
         reporting = tuple(sorted(o for o in views if voters is None or o in voters))

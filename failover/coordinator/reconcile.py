@@ -28,7 +28,8 @@ class Reconciler:
         if not found:
             return ()
         gateways = found[0].gateways
-        up = [gw.address for gw in gateways if snap.gateways[domain][gw.name][0] is Status.UP]
+        seen = snap.gateways[domain]  # a gateway discovered after the snapshot has no verdict in it yet
+        up = [gw.address for gw in gateways if gw.name in seen and seen[gw.name][0] is Status.UP]
         if not up and forced:
             up = [gw.address for gw in gateways]
         return sort_addresses(up)

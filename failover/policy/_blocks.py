@@ -9,6 +9,7 @@ from pydantic import (
     Field,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from failover.policy._types import Duration, EnvName, Name, Port, PositiveDuration, Strict, host_port
@@ -43,6 +44,8 @@ AlertEvent = Literal[
     "certificate_expiring",
     "quorum_lost",  # fewer than a majority of the observers report: nothing moves automatically
     "leader_changed",  # another coordinator now holds the leader lease and applies changes
+    "discovery_failed",  # a region's gateways_from stopped answering (its last set is kept)
+    "discovery_recovered",  # it answers again
 ]
 
 
@@ -93,9 +96,39 @@ class WebhookAlert(_Delivery):
 Alert = Annotated[SlackAlert | WebhookAlert, Field(discriminator="kind")]
 
 
+_EMBEDDED_ONLY = (
+    "listen", "mode", "connect_timeout", "drain_time", "workers", "max_connections", "idle_timeout",
+    "proxy_protocol", "balance", "ejection_time", "backlog",
+)  # fmt: skip
+
+
+def runtime_api_target(value: str) -> tuple[str, str] | tuple[str, tuple[str, int]]:
+    """``unix:/run/haproxy.sock`` -> ("unix", path); ``tcp:127.0.0.1:9999`` -> ("tcp", (host, port))."""
+    scheme, _, rest = value.partition(":")
+    if scheme == "unix" and rest.startswith("/"):
+        return "unix", rest
+    if scheme == "tcp" and rest and (rest.startswith("[") or rest.count(":") == 1):
+        return "tcp", host_port(rest, 0)
+    raise ValueError(f"'{value}' is not a Runtime API address: use unix:/absolute/path or tcp:host:port")
+
+
 class Proxy(Strict):
+    kind: Literal["embedded", "haproxy"] = Field(
+        default="embedded",
+        description="embedded: relay in this process; haproxy: program an existing HAProxy through its Runtime API",
+    )
+    runtime_api: str | None = Field(
+        default=None,
+        description="kind haproxy: its Runtime API (a 'stats socket ... level admin'): unix:/path or tcp:host:port",
+    )
+    backend: str | None = Field(
+        default=None, description="kind haproxy: the backend whose servers are named after the gateways"
+    )
     listen: str = "0.0.0.0:8443"
-    upstream_port: Port = 443
+    upstream_port: Port = Field(
+        default=443,
+        description="the gateways' port; kind haproxy: set on the servers only when given (else HAProxy's stays)",
+    )
     mode: Literal["tcp"] = "tcp"
     connect_timeout: PositiveDuration = 1.0
     drain_time: Duration = Field(
@@ -125,6 +158,39 @@ class Proxy(Strict):
     def _listen(cls, v: str) -> str:
         host_port(v, 8443)
         return v
+
+    @field_validator("runtime_api")
+    @classmethod
+    def _runtime_api(cls, v: str | None) -> str | None:
+        if v is not None:
+            runtime_api_target(v)
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str | None) -> str | None:
+        # HAProxy's own rule for proxy names
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]+", v):
+            raise ValueError(f"'{v}' is not an HAProxy backend name (letters, digits, '-', '_', '.', ':')")
+        return v
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Proxy:
+        if self.kind == "haproxy":
+            missing = [f for f in ("runtime_api", "backend") if getattr(self, f) is None]
+            if missing:
+                example = "runtime_api: unix:/run/haproxy.sock, backend: gateways"
+                raise ValueError(f"kind haproxy needs {' and '.join(missing)} (e.g. {example})")
+            embedded = sorted(set(_EMBEDDED_ONLY) & self.model_fields_set)
+            if embedded:
+                raise ValueError(
+                    f"{', '.join(embedded)}: only for kind embedded (HAProxy's own configuration sets these)"
+                )
+        else:
+            given = [f for f in ("runtime_api", "backend") if getattr(self, f) is not None]
+            if given:
+                raise ValueError(f"{' and '.join(given)}: only for kind haproxy")
+        return self
 
     @field_validator("proxy_protocol", mode="before")
     @classmethod

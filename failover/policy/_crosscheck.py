@@ -27,14 +27,15 @@ def policy_problems(policy: Policy) -> list[tuple[str, str]]:
     seen_gw: set[str] = set()
     seen_addr: set[str] = set()
     for ri, region in enumerate(policy.regions):
-        for gi, gw in enumerate(region.gateways):
+        for gi, gw in enumerate(region.listed):
             if gw.name in seen_gw:
                 problems.append((f"regions[{ri}].gateways[{gi}].name", f"duplicate gateway name '{gw.name}'"))
             if gw.address in seen_addr:
                 problems.append((f"regions[{ri}].gateways[{gi}].address", f"duplicate gateway address '{gw.address}'"))
             seen_gw.add(gw.name)
             seen_addr.add(gw.address)
-        if policy.health.min_healthy_gateways > len(region.gateways):
+        # a discovered region's size is only known at run time: a warning (discovery_warnings), not an error
+        if region.gateways_from is None and policy.health.min_healthy_gateways > len(region.gateways):
             problems.append(
                 (
                     "health.min_healthy_gateways",
@@ -84,7 +85,7 @@ def _traffic_problems(policy: Policy) -> list[tuple[str, str]]:
     """Cross-field checks of the cloud traffic blocks (route53, clouddns, eip)."""
     problems: list[tuple[str, str]] = []
     regions = [r.name for r in policy.regions]
-    region_of = {gw.name: r.name for r in policy.regions for gw in r.gateways}
+    region_of = {gw.name: r.name for r in policy.regions for gw in r.listed}
 
     def unknown(name: str, known: list[str], what: str) -> str:
         close = difflib.get_close_matches(name, known, n=1)
@@ -115,7 +116,13 @@ def _traffic_problems(policy: Policy) -> list[tuple[str, str]]:
                 homes: dict[str, list[str]] = {}
                 for gw in block.gateways:
                     if gw not in region_of:
-                        problems.append((f"{at}.gateways.{gw}", unknown(gw, sorted(region_of), "gateway")))
+                        message = unknown(gw, sorted(region_of), "gateway")
+                        if any(r.gateways_from is not None for r in policy.regions):
+                            message += (
+                                "; a gateway found through gateways_from cannot carry an Elastic IP "
+                                "(its name is only known at run time): list it under gateways"
+                            )
+                        problems.append((f"{at}.gateways.{gw}", message))
                     else:
                         homes.setdefault(region_of[gw], []).append(gw)
                 if len(homes) > 1:

@@ -8,11 +8,14 @@ from pydantic import (
     Field,
     PrivateAttr,
     field_validator,
+    model_validator,
 )
 
 from failover.errors import UsageError
 from failover.policy._blocks import Alert, Api, Election, Health, Proxy
 from failover.policy._checks import Check
+from failover.policy._discovery import GatewaysFrom
+from failover.policy._metrics import MetricsBlock
 from failover.policy._state import State
 from failover.policy._traffic import Traffic
 from failover.policy._types import IPAddress, Name, Strict
@@ -24,9 +27,32 @@ class Gateway(Strict):
 
 
 class Region(Strict):
+    """A region's gateways: listed (gateways), found through DNS (gateways_from), or both."""
+
+    # ``region.gateways`` is what every reader uses: the listed gateways (field ``listed``, key
+    # ``gateways``), then the ones ``failover.discovery`` found, as of now.
     name: Name
     priority: int = Field(default=100, description="lower wins")
-    gateways: list[Gateway] = Field(min_length=1)
+    listed: list[Gateway] = Field(default_factory=list, alias="gateways", description="gateways by name and address")
+    gateways_from: GatewaysFrom | None = None
+    _discovered: tuple[Gateway, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _some_gateways(self) -> Region:
+        if not self.listed and self.gateways_from is None:
+            raise ValueError("needs gateways, gateways_from or both")
+        return self
+
+    @property
+    def gateways(self) -> list[Gateway]:
+        """The gateways as of now: the listed ones, then the discovered ones."""
+        return [*self.listed, *self._discovered] if self._discovered else self.listed
+
+    def set_discovered(self, gateways: tuple[Gateway, ...]) -> None:
+        """Discovery's current set (a listed name or address wins over a discovered one)."""
+        names = {gw.name for gw in self.listed}
+        addresses = {gw.address for gw in self.listed}
+        self._discovered = tuple(gw for gw in gateways if gw.name not in names and gw.address not in addresses)
 
 
 class Domain(Strict):
@@ -60,6 +86,7 @@ class Policy(Strict):
     alerts: list[Alert] = Field(default_factory=list)
     proxy: Proxy | None = None
     api: Api | None = None
+    metrics: MetricsBlock | None = None
     _source: str | None = PrivateAttr(default=None)
 
     @property

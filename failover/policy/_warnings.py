@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 
+from failover.policy._discovery import discovery_warnings
 from failover.policy._model import Policy
 
 TWO_OBSERVERS_NO_WITNESS = (
@@ -25,6 +26,7 @@ def policy_warnings(policy: Policy) -> list[str]:
                 f"observers[{i}]: '{name}' is not a region, so it is a witness (never gets traffic); "
                 f"did you mean '{close[0]}'?"
             )
+    warnings.extend(discovery_warnings(policy))
     if policy.state.backend != "etcd":
         return warnings  # the quorum of configured voters is the etcd store's
     voters, witnesses = policy.voters, policy.witnesses

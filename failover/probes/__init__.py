@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from failover.model import StreakKey
 from failover.policy import Check, DnsCheck, HttpCheck, Policy, TcpCheck, TlsCheck
 from failover.probes.base import Probe, Target
@@ -33,11 +35,15 @@ def build_probe(target: Target, check: Check) -> Probe:
     raise TypeError(f"no probe for {check!r}")
 
 
-def build_probes(policy: Policy) -> dict[StreakKey, Probe]:
+def build_probes(policy: Policy, gateways: Collection[str] | None = None) -> dict[StreakKey, Probe]:
+    """One probe per (domain, check, gateway) of the policy's current gateways; with
+    ``gateways``, only for those gateway names (the ones discovery just found)."""
     probes: dict[StreakKey, Probe] = {}
     for domain in policy.domains:
         for region in policy.regions:
             for gateway in region.gateways:
+                if gateways is not None and gateway.name not in gateways:
+                    continue
                 target = Target(domain.name, region.name, gateway.name, gateway.address)
                 for index, check in enumerate(domain.checks):
                     probe = build_probe(target, check)

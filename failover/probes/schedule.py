@@ -59,7 +59,7 @@ TURN_TARGET = 0.02  # CPU seconds: a costlier turn of the loop halves ``burst``;
 
 
 class _Job(Generic[K]):
-    __slots__ = ("deadline", "due", "interval", "key", "ran", "started", "task")
+    __slots__ = ("deadline", "due", "interval", "key", "ran", "removed", "started", "task")
 
     def __init__(self, key: K, interval: float, deadline: float) -> None:
         self.key = key
@@ -68,6 +68,7 @@ class _Job(Generic[K]):
         self.due = 0.0
         self.started = 0.0
         self.ran = False
+        self.removed = False  # left in the heap (no O(n) delete): dropped when it comes up
         self.task: asyncio.Task[None] | None = None
 
 
@@ -82,6 +83,7 @@ class Schedule(Generic[K]):
         self._run = run
         self._on_overrun = on_overrun
         self._jobs: list[_Job[K]] = []
+        self._by_key: dict[K, _Job[K]] = {}
         self._heap: list[tuple[float, int, _Job[K]]] = []
         self._seq = itertools.count()
         self._running: set[_Job[K]] = set()
@@ -98,11 +100,32 @@ class Schedule(Generic[K]):
         self.overruns = 0
 
     def add(self, key: K, interval: float, deadline: float) -> None:
-        if self._loop is not None:
-            raise RuntimeError("add every job before start()")
+        """Before ``start()``: first runs are spread. After it (a gateway found by discovery):
+        the job's first run is due at once, and its grid starts there."""
         if interval <= 0 or deadline <= 0:
             raise ValueError(f"{key!r}: interval and deadline must be positive")
-        self._jobs.append(_Job(key, interval, deadline))
+        if key in self._by_key:
+            raise ValueError(f"{key!r} is already scheduled")
+        job = _Job(key, interval, deadline)
+        self._jobs.append(job)
+        self._by_key[key] = job
+        if self._loop is not None and not self._closed:
+            job.due = self._loop.time()
+            heapq.heappush(self._heap, (job.due, next(self._seq), job))
+            if job.due < self._timer_at:
+                self._arm(job.due)
+
+    def remove(self, key: K) -> None:
+        """No more runs of ``key``; a run in flight ends on its own (its result still counts).
+        An unknown key is ignored."""
+        job = self._by_key.pop(key, None)
+        if job is None:
+            return
+        job.removed = True
+        self._jobs.remove(job)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
 
     def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
@@ -191,6 +214,8 @@ class Schedule(Generic[K]):
         heap, launched = self._heap, 0
         while heap and heap[0][0] <= now + SLACK and launched < self.burst:
             job = heapq.heappop(heap)[2]
+            if job.removed:
+                continue
             if job.ran and now - job.due > job.interval * LATE:  # on time or not at all (a first run: always)
                 self._requeue(job, now, ran=False)
                 continue
@@ -215,7 +240,7 @@ class Schedule(Generic[K]):
         job.task = None
         if not task.cancelled() and task.exception() is not None:
             log.error("scheduled run for %r failed", job.key, exc_info=task.exception())
-        if self._closed:
+        if self._closed or job.removed:
             return
         assert self._loop is not None
         self._requeue(job, self._loop.time(), ran=True)
@@ -238,6 +263,6 @@ class Schedule(Generic[K]):
         for job in [j for j in self._running if now - j.started > j.deadline]:
             if job.task is not None and not job.task.cancelling() and job.task.cancel():
                 self.overruns += 1
-                if self._on_overrun is not None:
+                if self._on_overrun is not None and not job.removed:
                     self._on_overrun(job.key, now - job.started)
         self._sweeper = self._loop.call_later(SWEEP, self._sweep)

@@ -1,6 +1,8 @@
-"""Keeps an embedded proxy's route on the latest decision and the gateways' verdicts.
+"""Keeps a proxy on the latest decision and the gateways' verdicts: the follow rule, in one place.
 
-Called at once on every verdict change (before DNS is touched) and after every evaluation:
+``plan_traffic`` is the rule, a pure function both proxy kinds use (the embedded relay through
+``RouteFollower``, an existing HAProxy through ``failover.proxy.haproxy``). It is applied at once
+on every verdict change (before DNS is touched) and after every evaluation:
 new connections go to the primary region's gateways that are not down, then the
 secondary's. Gateways without a verdict yet still get traffic; a dead one is ejected by the
 proxy's own connect failures.
@@ -12,14 +14,72 @@ The decision and the verdicts come in as two callables (the coordinator's
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from failover.model import DomainState, Status
-from failover.proxy._proxy import Proxy
 from failover.proxy._route import Route
 
 if TYPE_CHECKING:
     from failover.policy import Policy
+    from failover.proxy._proxy import Proxy
+
+Role = Literal["active", "standby", "idle", "down"]
+"""``active``: gets new connections; ``standby``: usable, next in line (the secondary's);
+``idle``: not down, but in a region that is neither primary nor secondary (e.g. drained);
+``down``: the probes say so."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPlan:
+    """Where traffic should go. ``tiers``: each region's usable gateways as ``(name, address)``,
+    the primary's first, then the secondary's (regions with none usable keep an empty tier)."""
+
+    tiers: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+    down: frozenset[str] = frozenset()
+
+    @property
+    def route(self) -> Route:
+        return Route(tuple((region, tuple(address for _, address in gws)) for region, gws in self.tiers))
+
+    @property
+    def fail_static(self) -> bool:
+        """No gateway of the primary or the secondary is usable."""
+        return not any(gws for _, gws in self.tiers)
+
+    @property
+    def primary(self) -> str | None:
+        return self.tiers[0][0] if self.tiers else None
+
+    def role(self, gateway: str) -> Role:
+        """A gateway's part: active in the first tier that has any gateway, standby further down."""
+        if gateway in self.down:
+            return "down"
+        first = True
+        for _, gws in self.tiers:
+            if any(name == gateway for name, _ in gws):
+                return "active" if first else "standby"
+            first = first and not gws
+        return "idle"
+
+
+def plan_traffic(policy: Policy, state: DomainState | None, statuses: Mapping[str, Status]) -> TrafficPlan | None:
+    """The follow rule. None before any decision (nothing to follow yet)."""
+    if state is None or state.primary is None:
+        return None
+    by_name = {r.name: r for r in policy.regions}
+    tiers: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    for name in (state.primary, state.secondary):
+        region = by_name.get(name) if name is not None else None
+        if region is not None and all(region.name != t[0] for t in tiers):
+            usable = tuple(
+                (gw.name, gw.address)
+                for gw in region.gateways
+                if statuses.get(gw.name, Status.UNKNOWN) is not Status.DOWN
+            )
+            tiers.append((region.name, usable))
+    down = frozenset(name for name, status in statuses.items() if status is Status.DOWN)
+    return TrafficPlan(tuple(tiers), down)
 
 
 class RouteFollower:
@@ -42,15 +102,8 @@ class RouteFollower:
         self._statuses = statuses
 
     def route(self) -> Route:
-        state = self._decided(self.domain)
-        if state is None or state.primary is None:
-            return Route()
-        statuses = self._statuses(self.domain)
-        return Route.for_regions(
-            self.policy,
-            (state.primary, state.secondary),
-            lambda gateway: statuses.get(gateway, Status.UNKNOWN) is not Status.DOWN,
-        )
+        plan = plan_traffic(self.policy, self._decided(self.domain), self._statuses(self.domain))
+        return Route() if plan is None else plan.route
 
     def __call__(self, _: object = None) -> None:
         self.proxy.set_route(self.route())

@@ -58,8 +58,11 @@ class Store(ABC):
     def put_region_health(self, observer: str, health: Mapping[tuple[str, str], RegionHealth], now: float) -> None: ...
 
     @abstractmethod
-    def all_region_health(self, fresh_after: float) -> dict[str, dict[tuple[str, str], RegionHealth]]:
-        """observer -> verdicts, for observers that reported at or after ``fresh_after``."""
+    def all_region_health(
+        self, fresh_after: float, others_than: str | None = None
+    ) -> dict[str, dict[tuple[str, str], RegionHealth]]:
+        """observer -> verdicts, for observers that reported at or after ``fresh_after``;
+        ``others_than`` leaves that observer out (a coordinator has its own in memory)."""
 
     # -- operator intent ---------------------------------------------------------------------
     @abstractmethod

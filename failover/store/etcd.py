@@ -141,9 +141,13 @@ class EtcdStore(Store):
             self.session.report_lost()
             self.client.put(key, value, lease=self.session.report_lease())
 
-    def all_region_health(self, fresh_after: float) -> dict[str, dict[tuple[str, str], RegionHealth]]:
+    def all_region_health(
+        self, fresh_after: float, others_than: str | None = None
+    ) -> dict[str, dict[tuple[str, str], RegionHealth]]:
         out: dict[str, dict[tuple[str, str], RegionHealth]] = {}
         for kv in self._list("health"):
+            if others_than is not None and self._name(kv) == others_than:
+                continue  # not decoded: the caller has its own report in memory
             updated, verdicts = self._verdicts(kv)
             if updated >= fresh_after:
                 out[self._name(kv)] = verdicts

@@ -124,8 +124,13 @@ class SqliteStore(Store):
                 [(observer, d, r, codec.dumps(v), now) for (d, r), v in health.items()],
             )
 
-    def all_region_health(self, fresh_after: float) -> dict[str, dict[tuple[str, str], RegionHealth]]:
-        rows = self._read("SELECT observer, domain, region, data FROM region_health WHERE updated >= ?", (fresh_after,))
+    def all_region_health(
+        self, fresh_after: float, others_than: str | None = None
+    ) -> dict[str, dict[tuple[str, str], RegionHealth]]:
+        rows = self._read(
+            "SELECT observer, domain, region, data FROM region_health WHERE updated >= ? AND observer IS NOT ?",
+            (fresh_after, others_than),
+        )
         out: dict[str, dict[tuple[str, str], RegionHealth]] = {}
         for observer, d, r, data in rows:
             out.setdefault(observer, {})[(d, r)] = codec.region_health(data)

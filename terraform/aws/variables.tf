@@ -139,9 +139,15 @@ variable "stop_timeout" {
 }
 
 variable "log_retention_days" {
-  description = "Retention of the CloudWatch log group (every decision is logged there too)."
+  description = "Retention of the CloudWatch log group. On Fargate the sqlite store restarts empty with each task, so these logs are the lasting record of every decision: keep them a year."
   type        = number
-  default     = 30
+  default     = 365
+}
+
+variable "log_kms_key_arn" {
+  description = "Customer managed KMS key for the log group (its key policy must allow logs.<region>.amazonaws.com); null: CloudWatch's own encryption at rest."
+  type        = string
+  default     = null
 }
 
 variable "route53_zone_id" {

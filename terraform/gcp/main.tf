@@ -183,6 +183,7 @@ resource "google_compute_instance_template" "this" {
     network    = var.network
     subnetwork = var.subnetwork
 
+    #checkov:skip=CKV_GCP_40:a public IP only when assign_public_ip = true (default false), for subnetworks without Cloud NAT
     dynamic "access_config" {
       for_each = var.assign_public_ip ? [1] : []
 

@@ -1,6 +1,8 @@
 """Fixtures of the contract suite: one ``Stand`` per DNS provider, each a real server.
 
 * rfc2136: a real BIND 9 (``named``) with a TSIG key, behind a counting TCP relay;
+* rfc2136-pdns: the same adapter against a real PowerDNS (``pdns_server``, gsqlite3 backend,
+  ``dnsupdate=yes``, see tests/support/pdns.py), behind its own relay;
 * route53: moto's server on loopback (Route 53's change-batch rules enforced, see
   tests/support/moto.py), reached through ``AWS_ENDPOINT_URL``;
 * clouddns: the local Cloud DNS v1 stand-in (tests/support/clouddns_server.py);
@@ -40,6 +42,7 @@ from tests.contract._relay import DnsTcpRelay
 from tests.support.bind import Bind, start_bind
 from tests.support.clouddns_server import CloudDnsServer
 from tests.support.moto import Moto, aws_env, moto_server  # noqa: F401  (fixtures)
+from tests.support.pdns import Pdns, start_pdns
 
 ZONE = "example.com"
 EAST, WEST = "us-east-1", "eu-west-1"
@@ -110,33 +113,44 @@ class Stand(ABC):
     def unreachable(self) -> Adapter: ...
 
 
-# -- rfc2136 on BIND ------------------------------------------------------------------------------
+# -- rfc2136 on BIND and on PowerDNS --------------------------------------------------------------
 
 
 class Rfc2136Stand(Stand):
     kind = "rfc2136"
 
-    def __init__(self, bind: Bind, relay: DnsTcpRelay) -> None:
+    def __init__(self, server: Bind | Pdns, relay: DnsTcpRelay) -> None:
         super().__init__()
-        self.bind, self.relay = bind, relay
+        self.server, self.relay = server, relay
 
-    def _make(self, port: int, secret: str | None = None, timeout: float = 2.0) -> Any:
+    def make(
+        self,
+        port: int,
+        secret: str | None = None,
+        timeout: float = 2.0,
+        key_name: str | None = None,
+        signed: bool = True,
+    ) -> Any:
         from failover.adapters.rfc2136 import Rfc2136Adapter
 
-        key = (self.bind.key_name, self.bind.algorithm, secret or self.bind.key_secret)
-        return Rfc2136Adapter(self.domain, "127.0.0.1", port, self.bind.zone, 30, key, timeout)
+        key = (key_name or self.server.key_name, self.server.algorithm, secret or self.server.key_secret)
+        return Rfc2136Adapter(self.domain, "127.0.0.1", port, self.server.zone, 30, key if signed else None, timeout)
 
     def adapter(self) -> Adapter:
-        adapter: Adapter = self._make(self.relay.port)
+        adapter: Adapter = self.make(self.relay.port)
         return adapter
 
     def _answer(self, name: str, rdtype: str) -> tuple[list[str], int | None]:
         query = dns.message.make_query(name, rdtype)
-        response = dns.query.tcp(query, self.bind.host, port=self.bind.port, timeout=2)
+        response = dns.query.tcp(query, self.server.host, port=self.server.port, timeout=2)
         for rrset in response.answer:
             if rrset.rdtype == dns.rdatatype.from_text(rdtype):
                 return [r.to_text() for r in rrset], int(rrset.ttl)
         return [], None
+
+    def soa_serial(self) -> int:
+        soa, _ = self._answer(self.server.zone, "SOA")
+        return int(soa[0].split()[2])
 
     def published(self) -> Published:
         a, a_ttl = self._answer(self.domain, "A")
@@ -154,23 +168,23 @@ class Rfc2136Stand(Stand):
                 for value in values:
                     update.add(self.domain + ".", ttl, rdtype, value)
 
-        self._make(self.bind.port).raw_update(edit)
+        self.make(self.server.port).raw_update(edit)
 
     def hand_marker(self, text: str, ttl: int = 30) -> None:
         def edit(update: Any) -> None:
             update.replace(marker_name(self.domain) + ".", ttl, "TXT", f'"{text}"')
 
-        self._make(self.bind.port).raw_update(edit)
+        self.make(self.server.port).raw_update(edit)
 
     def change_requests(self) -> int:
         return self.relay.counts["UPDATE"]
 
     @contextlib.contextmanager
     def bad_credentials(self) -> Iterator[Adapter]:
-        yield self._make(self.relay.port, secret=base64.b64encode(os.urandom(32)).decode())
+        yield self.make(self.relay.port, secret=base64.b64encode(os.urandom(32)).decode())
 
     def unreachable(self) -> Adapter:
-        adapter: Adapter = self._make(closed_port(), timeout=1.0)
+        adapter: Adapter = self.make(closed_port(), timeout=1.0)
         return adapter
 
 
@@ -401,6 +415,17 @@ def contract_bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bi
 
 
 @pytest.fixture(scope="session")
+def contract_pdns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pdns, DnsTcpRelay]]:
+    pdns = start_pdns(tmp_path_factory.mktemp("contract-pdns"), zone=ZONE)
+    relay = DnsTcpRelay((pdns.host, pdns.port)).start()
+    try:
+        yield pdns, relay
+    finally:
+        relay.stop()
+        pdns.stop()
+
+
+@pytest.fixture(scope="session")
 def clouddns_server() -> Iterator[CloudDnsServer]:
     server = CloudDnsServer(pending_polls=1).start()
     server.add_zone(CloudDnsStand.zone, ZONE + ".")
@@ -433,6 +458,9 @@ def _stand(request: pytest.FixtureRequest, kind: str) -> Stand:
     if kind == "rfc2136":
         bind, relay = request.getfixturevalue("contract_bind")
         return Rfc2136Stand(bind, relay)
+    if kind == "rfc2136-pdns":
+        pdns, pdns_relay = request.getfixturevalue("contract_pdns")
+        return Rfc2136Stand(pdns, pdns_relay)
     if kind == "route53":
         moto = request.getfixturevalue("aws_env")
         return Route53Stand(moto, request.getfixturevalue("route53_zone"))
@@ -441,13 +469,21 @@ def _stand(request: pytest.FixtureRequest, kind: str) -> Stand:
     return CloudDnsStand(request.getfixturevalue("clouddns"))
 
 
-@pytest.fixture(params=["rfc2136", "route53", "clouddns", "zonefile"])
+@pytest.fixture(params=["rfc2136", "rfc2136-pdns", "route53", "clouddns", "zonefile"])
 def stand(request: pytest.FixtureRequest) -> Stand:
     return _stand(request, request.param)
 
 
-@pytest.fixture(params=["rfc2136", "route53", "clouddns"])
+@pytest.fixture(params=["rfc2136", "rfc2136-pdns", "route53", "clouddns"])
 def credentialed_stand(request: pytest.FixtureRequest) -> Stand:
     """The providers that authenticate their callers (a zone file has only file permissions,
     covered by the unreachable-path case)."""
     return _stand(request, request.param)
+
+
+@pytest.fixture(params=["rfc2136", "rfc2136-pdns"])
+def rfc2136_stand(request: pytest.FixtureRequest) -> Rfc2136Stand:
+    """The RFC 2136 adapter on each authoritative server we support."""
+    stand = _stand(request, request.param)
+    assert isinstance(stand, Rfc2136Stand)
+    return stand

@@ -1,5 +1,5 @@
-"""One contract, every DNS adapter (rfc2136 on BIND, route53 on moto, clouddns on the stand-in,
-zonefile on a file).
+"""One contract, every DNS adapter (rfc2136 on BIND and on PowerDNS, route53 on moto, clouddns on
+the stand-in, zonefile on a file).
 
 What failover relies on, whatever the provider: the first publish writes the records and the
 marker; the same decision again sends nothing; a new decision moves the records; a hand edit
@@ -12,12 +12,30 @@ AdapterError and change nothing.
 
 from __future__ import annotations
 
+import base64
+import os
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from failover.adapters.abc import marker_name
+from failover.adapters.rfc2136 import Rfc2136Adapter
 from failover.errors import AdapterError, LostRace, VerifyError
-from tests.contract.conftest import EAST, EAST_ADDRS, WEST, WEST_ADDRS, Stand, desired, reconcile
+from tests.contract._relay import DnsTcpRelay
+from tests.contract.conftest import (
+    EAST,
+    EAST_ADDRS,
+    WEST,
+    WEST_ADDRS,
+    ZONE,
+    Rfc2136Stand,
+    Stand,
+    desired,
+    reconcile,
+)
+from tests.support.pdns import Pdns, start_pdns
 
 
 def test_first_publish_writes_records_and_marker(stand: Stand) -> None:
@@ -219,3 +237,163 @@ def test_unreachable_provider_fails_fast_and_clearly(stand: Stand) -> None:
 def test_check_access_names_the_zone(stand: Stand) -> None:
     report = stand.adapter().check_access()
     assert "example.com" in report and stand.adapter().name in report
+
+
+# -- RFC 2136 on each server (BIND, PowerDNS): what the servers' own settings decide ---------------
+
+
+def test_rfc2136_unsigned_update_is_refused_and_writes_nothing(rfc2136_stand: Rfc2136Stand) -> None:
+    """The zone's update policy demands our key: PowerDNS's allow-dnsupdate-from admits loopback,
+    so only TSIG-ALLOW-DNSUPDATE stands between an unsigned update and the zone."""
+    stand = rfc2136_stand
+    reconcile(stand.adapter(), desired(stand.domain))
+    before = stand.published()
+    unsigned = stand.make(stand.relay.port, signed=False)
+    live = unsigned.read()  # queries need no key
+    assert live.addresses == EAST_ADDRS
+
+    with pytest.raises(AdapterError, match=r"REFUSED.*does not admit unsigned updates"):
+        unsigned.apply(unsigned.plan(live, desired(stand.domain, WEST, 2, WEST_ADDRS)))
+    assert stand.published() == before
+
+
+@pytest.mark.parametrize("wrong", ["secret", "key name"])
+def test_rfc2136_a_rejected_key_is_named_whichever_the_server(rfc2136_stand: Rfc2136Stand, wrong: str) -> None:
+    """BIND answers BADSIG/BADKEY in a TSIG record, PowerDNS a bare NOTAUTH: the operator reads
+    the same sentence either way."""
+    stand = rfc2136_stand
+    good = stand.adapter()
+    reconcile(good, desired(stand.domain))
+    live, before = good.read(), stand.published()
+    secret = base64.b64encode(os.urandom(32)).decode() if wrong == "secret" else None
+    key_name = "not-our-key." if wrong == "key name" else None
+    bad = stand.make(stand.relay.port, secret=secret, key_name=key_name)
+
+    named = rf"rejected our TSIG key {key_name or stand.server.key_name}.*check the key name, algorithm and secret"
+    for attempt in (bad.read, bad.check_access, lambda: bad.apply(bad.plan(live, desired(stand.domain, WEST, 2)))):
+        with pytest.raises(AdapterError, match=named):
+            attempt()
+    assert stand.published() == before
+
+
+def test_rfc2136_concurrent_writers_from_the_same_read_one_wins(rfc2136_stand: Rfc2136Stand) -> None:
+    """The prerequisite and the change are one step at the server (BIND per zone, PowerDNS under
+    one lock per process and one database transaction): of writers racing from the same read,
+    exactly one lands and the records are its own."""
+    stand = rfc2136_stand
+    reconcile(stand.adapter(), desired(stand.domain))
+    shared = stand.adapter().read()
+    writers = 6
+    start = threading.Barrier(writers)
+    won: list[int] = []
+    lost: list[int] = []
+
+    def write(i: int) -> None:
+        adapter = stand.adapter()
+        plan = adapter.plan(shared, desired(stand.domain, f"region-{i}", 2, (f"203.0.113.{i + 1}",), by=f"region-{i}"))
+        start.wait(timeout=10)
+        try:
+            adapter.apply(plan)
+            won.append(i)
+        except LostRace:
+            lost.append(i)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert len(won) == 1 and sorted(won + lost) == list(range(writers)), (won, lost)
+    now = stand.published()
+    assert now.addresses == (f"203.0.113.{won[0] + 1}",)
+    assert now.marker is not None and f"primary=region-{won[0]} " in now.marker
+
+
+def test_rfc2136_each_change_raises_the_soa_serial(rfc2136_stand: Rfc2136Stand) -> None:
+    """Secondaries fetch the zone only when its serial rises (RFC 2136 §3.7): BIND adds one,
+    PowerDNS's default SOA-EDIT-DNSUPDATE moves to YYYYMMDDnn or adds one. No change, no rise."""
+    stand = rfc2136_stand
+    adapter = stand.adapter()
+    start = stand.soa_serial()
+    reconcile(adapter, desired(stand.domain))
+    first = stand.soa_serial()
+    assert first > start
+    reconcile(adapter, desired(stand.domain, WEST, 2, WEST_ADDRS, by=WEST))
+    second = stand.soa_serial()
+    assert second > first
+    assert reconcile(adapter, desired(stand.domain, WEST, 2, WEST_ADDRS, by=WEST)) == ()
+    assert stand.soa_serial() == second
+
+
+def test_pdns_an_edit_behind_its_cache_is_served_late_but_still_fences(contract_pdns: tuple[Pdns, DnsTcpRelay]) -> None:
+    """PowerDNS drops the cached answers for the names an UPDATE changes, not when pdnsutil or SQL
+    edit the database: such an edit is served only when the cache expires (20 s by default).
+    A coordinator reading the stale marker still overwrites nothing: the prerequisite is checked
+    against the database. `pdns_control purge` serves the edit at once."""
+    pdns, relay = contract_pdns
+    stand = Rfc2136Stand(pdns, relay)
+    adapter = stand.adapter()
+    reconcile(adapter, desired(stand.domain))
+    stale = adapter.read()  # now in the caches
+
+    theirs = f"epoch=2 primary={WEST} by={WEST} at=1700000200"
+    marker = marker_name(stand.domain)
+    pdns.util("replace-rrset", ZONE, marker.removesuffix("." + ZONE), "TXT", "30", f'"{theirs}"')
+    pdns.util("replace-rrset", ZONE, stand.domain.removesuffix("." + ZONE), "A", "30", *WEST_ADDRS)
+    pdns.util("delete-rrset", ZONE, stand.domain.removesuffix("." + ZONE), "AAAA")
+    assert adapter.read() == stale  # the caches still answer (they hold 20 s; this takes well under one)
+
+    with pytest.raises(LostRace):
+        adapter.apply(adapter.plan(stale, desired(stand.domain, EAST, 2, ("192.0.2.77",), at=1_700_000_201)))
+    assert pdns.stored(marker, "TXT") == [f'"{theirs}"']
+    assert pdns.stored(stand.domain, "A") == sorted(WEST_ADDRS) and pdns.stored(stand.domain, "AAAA") == []
+
+    pdns.control("purge", ZONE + "$")
+    now = adapter.read()
+    assert now.marker_text == theirs and now.addresses == tuple(sorted(WEST_ADDRS))
+
+
+# The key may change the managed name's addresses and its marker, nothing else: the script of
+# docs/dns-servers.md, word for word.
+PDNS_LUA_POLICY = """
+local allowed = {
+  ["api.example.com."] = {[pdns.A] = true, [pdns.AAAA] = true},
+  ["_failover.api.example.com."] = {[pdns.TXT] = true},
+}
+function updatepolicy(request)
+  if not request:getTsigName():equal("failover.") then return false end
+  local types = allowed[request:getQName():toString()]
+  return types ~= nil and types[request:getQType()] == true
+end
+"""
+
+
+def test_pdns_lua_update_policy_refuses_silently_and_verify_catches_it(tmp_path: Path) -> None:
+    """With lua-dnsupdate-policy-script PowerDNS asks the script record by record, skips what it
+    refuses and still answers NOERROR (RFC 2136 §3.3.2 allows that), and no longer applies
+    TSIG-ALLOW-DNSUPDATE. A change that did not happen is caught by verify, which failover runs
+    after every apply."""
+    script = tmp_path / "policy.lua"
+    script.write_text(PDNS_LUA_POLICY)
+    pdns = start_pdns(
+        tmp_path / "pdns", zone=ZONE, extra_config=f"lua-dnsupdate-policy-script={script}\n", key_name="failover."
+    )
+    try:
+        key = (pdns.key_name, pdns.algorithm, pdns.key_secret)
+        managed = "api.example.com"
+        reconcile(Rfc2136Adapter(managed, pdns.host, pdns.port, pdns.zone, 30, key), desired(managed))
+        stored = pdns.stored(managed, "A"), pdns.stored(marker_name(managed), "TXT")
+        assert stored[0] == sorted(EAST_ADDRS[:2]) and len(stored[1]) == 1
+
+        for outsider in (
+            Rfc2136Adapter("other.example.com", pdns.host, pdns.port, pdns.zone, 30, key),  # a name not granted
+            Rfc2136Adapter(managed, pdns.host, pdns.port, pdns.zone, 30),  # unsigned: the script refuses it
+        ):
+            want = desired(outsider.domain, WEST, 2, WEST_ADDRS, by=WEST)
+            outsider.apply(outsider.plan(outsider.read(), want))  # answered NOERROR, nothing written
+            with pytest.raises(VerifyError):
+                outsider.verify(want)
+        assert (pdns.stored(managed, "A"), pdns.stored(marker_name(managed), "TXT")) == stored
+        assert pdns.stored("other.example.com", "A") == []
+    finally:
+        pdns.stop()

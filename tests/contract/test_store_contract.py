@@ -220,6 +220,8 @@ def test_all_region_health_honours_fresh_after(store_stand: StoreStand) -> None:
     a.put_region_health(EAST, {(D2, EAST): down}, now=300.0)
     assert b.all_region_health(fresh_after=250.0) == {EAST: {(D2, EAST): down}}
     assert b.all_region_health(fresh_after=0.0) == {EAST: {(D2, EAST): down}, EAST2: {(D1, EAST): down}}
+    assert b.all_region_health(fresh_after=0.0, others_than=EAST) == {EAST2: {(D1, EAST): down}}
+    assert b.all_region_health(fresh_after=0.0, others_than="nobody") == b.all_region_health(fresh_after=0.0)
     assert b.get_region_health(EAST) == {(D2, EAST): down}
 
 

@@ -30,8 +30,7 @@ def watch_for(port: int, recorded: list[tuple[StreakKey, ProbeResult]]) -> DataP
         }
     )
     probes = build_probes(policy)
-    addresses = {"127.0.0.11": ["e1"], "127.0.0.21": ["w1"]}
-    return DataPathWatch(lambda: probes, lambda k, r: recorded.append((k, r)), addresses, DOMAIN, fall=3)
+    return DataPathWatch(lambda: probes, lambda k, r: recorded.append((k, r)), DOMAIN, fall=3)
 
 
 async def settle(watch: DataPathWatch) -> None:

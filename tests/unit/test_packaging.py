@@ -429,10 +429,20 @@ def test_terraform_files_are_formatted() -> None:
 
 
 def _plugin_dir(provider: str) -> Path:
-    """A local provider mirror (``-plugin-dir`` layout): ``$FAILOVER_TF_PLUGIN_DIR`` or /opt/tf-plugins."""
+    """A local provider mirror (``-plugin-dir`` layout): ``$FAILOVER_TF_PLUGIN_DIR`` or /opt/tf-plugins.
+
+    No registry this project reaches (PyPI, Debian, npm) ships a Terraform provider plugin (the
+    ``cdktf-*-provider-*`` packages are bindings without the plugin) and registry.terraform.io is
+    unreachable, so a module is validated only where the machine's image brings its provider: the
+    machines here have hashicorp/aws 5.100.0 in /opt/tf-plugins and no hashicorp/google. A module
+    without its provider is still parsed, ``terraform fmt``-checked and scanned by checkov
+    (tests/unit/test_deploy.py)."""
     root = Path(os.environ.get("FAILOVER_TF_PLUGIN_DIR", "/opt/tf-plugins"))
     if not (root / "registry.terraform.io" / "hashicorp" / provider).is_dir():
-        pytest.skip(f"no local mirror of the hashicorp/{provider} provider in {root} (set FAILOVER_TF_PLUGIN_DIR)")
+        pytest.skip(
+            f"terraform validate needs the hashicorp/{provider} provider: none in {root} (set FAILOVER_TF_PLUGIN_DIR "
+            "to a mirror made with `terraform providers mirror`); no package registry reachable here ships it"
+        )
     return root
 
 
