@@ -158,7 +158,8 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
                 raise FailoverError(
                     f"proxy.listen: cannot listen on {policy.proxy.listen}: {exc.strerror or exc}"
                 ) from None
-            stops.append(proxy.stop)
+            drain_time = policy.proxy.drain_time
+            stops.append(lambda: proxy.stop(timeout=drain_time))  # SIGTERM: in-flight requests finish
             if statsd is not None:
                 statsd.watch_proxy(proxy.stats)
             # the data path's failed connects start confirmation probes at once (failover/passive.py)

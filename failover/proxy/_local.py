@@ -69,7 +69,9 @@ class LocalProxy(Reactor):
         return self._address
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting, close every connection gracefully; abort what is left at ``timeout``."""
+        """Drain: stop accepting, let the connections end on their own; near ``timeout`` close
+        what is left gracefully, and abort what is still there at ``timeout``. A request in
+        flight when SIGTERM came gets its answer (``drain_time`` is the operator's bound)."""
         if self._closing:
             return
         self._closing = True
@@ -81,10 +83,14 @@ class LocalProxy(Reactor):
         self.stop_accepting()
         if self._active:
             self._all_closed = self.loop.create_future()
-            for conn in list(self._conns):
-                conn.close()
+            closing = min(1.0, timeout / 4)  # the last part of the budget: FINs, then aborts
             try:
-                await asyncio.wait_for(asyncio.shield(self._all_closed), timeout)
+                await asyncio.wait_for(asyncio.shield(self._all_closed), timeout - closing)
+            except TimeoutError:
+                for conn in list(self._conns):
+                    conn.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._all_closed), closing)
             except TimeoutError:
                 log.warning("proxy %s: %d connections did not close in %gs; aborting them",
                             self.settings.listen, self._active, timeout)
