@@ -65,7 +65,7 @@ from failover.coordinator.audit import audit_kind
 from failover.errors import StoreError
 from failover.model import DomainOutcome, ProbeResult, Snapshot, Status, StreakKey
 from failover.policy import Policy
-from failover.probes.base import Probe
+from failover.probes.base import Probe, WrappedProbe
 from failover.store.abc import Store
 
 if TYPE_CHECKING:
@@ -297,17 +297,13 @@ class _StateCollector(Collector):
         return []
 
 
-class InstrumentedProbe(Probe):
+class InstrumentedProbe(WrappedProbe):
     """A probe that reports each result to the metrics; otherwise the probe it wraps."""
 
     def __init__(self, inner: Probe, key: StreakKey, metrics: Metrics) -> None:
-        super().__init__(inner.target)
-        self.inner = inner
+        super().__init__(inner)
         self.key = key
         self.metrics = metrics
-        self.label = inner.label
-        self.interval = inner.interval
-        self.timeout = inner.timeout
         # The label children, resolved once: at thousands of probes a second, ``labels()`` on
         # every result was a measurable share of a probe's CPU.
         labels = (key.domain, inner.target.region, key.gateway, key.check)
@@ -320,9 +316,6 @@ class InstrumentedProbe(Probe):
         self._duration.observe(max(result.latency, 0.0))
         (self._success if result.ok else self._failure).inc()
         return result
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 class _ErrorCountingStore:

@@ -41,7 +41,7 @@ from datadog.dogstatsd.base import DogStatsd
 from failover import events as ev
 from failover.model import DomainOutcome, ProbeResult, Status, StreakKey
 from failover.policy import Policy
-from failover.probes.base import Probe
+from failover.probes.base import Probe, WrappedProbe
 
 if TYPE_CHECKING:
     from failover.daemon import Daemon
@@ -370,22 +370,15 @@ class ProbeTally:
         self.failures = 0
 
 
-class TimedProbe(Probe):
+class TimedProbe(WrappedProbe):
     """A probe that hands each result to the sink; otherwise the probe it wraps."""
 
     def __init__(self, inner: Probe, tally: ProbeTally, sink: StatsdSink) -> None:
-        super().__init__(inner.target)
-        self.inner = inner
+        super().__init__(inner)
         self.tally = tally
         self.sink = sink
-        self.label = inner.label
-        self.interval = inner.interval
-        self.timeout = inner.timeout
 
     async def run(self) -> ProbeResult:
         result = await self.inner.run()
         self.sink.record(self.tally, result)
         return result
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

@@ -42,6 +42,21 @@ class Probe(ABC):
         pass
 
 
+class WrappedProbe(Probe):
+    """A probe around another (metrics, StatsD): the same target, label and timings; closing
+    it closes the inner one. Subclasses add what they do with each result in ``run``."""
+
+    def __init__(self, inner: Probe) -> None:
+        super().__init__(inner.target)
+        self.inner = inner
+        self.label = inner.label
+        self.interval = inner.interval
+        self.timeout = inner.timeout
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 class Stopwatch:
     def __init__(self) -> None:
         self.start = time.perf_counter()

@@ -14,13 +14,12 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import dns.message
-import dns.query
-import dns.rcode
 import pytest
+
+from tests.support.servers import AuthoritativeServer
 
 
 def named_binary() -> str | None:
@@ -63,44 +62,8 @@ ns  IN A   127.0.0.1
 
 
 @dataclass
-class Bind:
-    zone: str
-    port: int
-    key_name: str
-    key_secret: str
-    algorithm: str
-    workdir: Path
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    host: str = "127.0.0.1"
-
-    @property
-    def server(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def soa_ok(self) -> bool:
-        try:
-            response = dns.query.tcp(dns.message.make_query(self.zone, "SOA"), self.host, port=self.port, timeout=0.5)
-        except (OSError, Exception):
-            return False
-        return response.rcode() == dns.rcode.NOERROR and bool(response.answer)
-
-    def query(self, name: str, rdtype: str = "A") -> list[str]:
-        """The authoritative answer's values, sorted ([] for NXDOMAIN / no data)."""
-        response = dns.query.tcp(dns.message.make_query(name, rdtype), self.host, port=self.port, timeout=2)
-        values: list[str] = []
-        for rrset in response.answer:
-            values.extend(r.to_text().strip('"') for r in rrset)
-        return sorted(values)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.process = None
+class Bind(AuthoritativeServer):
+    """A named of our own on a free loopback port, with a TSIG key allowed to update its zone."""
 
     def log(self) -> str:
         path = self.workdir / "named.log"

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.servers import stop_process
+
 
 def require_haproxy() -> str:
     binary = shutil.which("haproxy") or next(
@@ -100,13 +102,7 @@ class Haproxy:
         return "drain" if bits & 0x18 else "ready"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
 
 def start_haproxy(

@@ -27,15 +27,13 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import dns.message
-import dns.query
-import dns.rcode
 import pytest
 
 from tests.support.bind import free_port
+from tests.support.servers import AuthoritativeServer
 
 INSTALL = "apt-get install -y pdns-server pdns-backend-sqlite3"
 SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
@@ -60,38 +58,11 @@ def require_pdns() -> tuple[str, str, str]:
 
 
 @dataclass
-class Pdns:
+class Pdns(AuthoritativeServer):
     """Same face as tests.support.bind.Bind: zone, host/port, and the TSIG key."""
 
-    zone: str
-    port: int
-    key_name: str
-    key_secret: str
-    algorithm: str
-    workdir: Path
     pdnsutil: str
     pdns_control: str
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    host: str = "127.0.0.1"
-
-    @property
-    def server(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def soa_ok(self) -> bool:
-        try:
-            response = dns.query.tcp(dns.message.make_query(self.zone, "SOA"), self.host, port=self.port, timeout=0.5)
-        except (OSError, Exception):
-            return False
-        return response.rcode() == dns.rcode.NOERROR and bool(response.answer)
-
-    def query(self, name: str, rdtype: str = "A") -> list[str]:
-        """The authoritative answer's values, sorted ([] for NXDOMAIN / no data)."""
-        response = dns.query.tcp(dns.message.make_query(name, rdtype), self.host, port=self.port, timeout=2)
-        values: list[str] = []
-        for rrset in response.answer:
-            values.extend(r.to_text().strip('"') for r in rrset)
-        return sorted(values)
 
     def util(self, *args: str) -> str:
         """Run pdnsutil against this instance's configuration (and so its database)."""
@@ -120,16 +91,6 @@ class Pdns:
         if done.returncode != 0:
             raise RuntimeError(f"pdns_control {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
         return done.stdout
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.process = None
 
     def log(self) -> str:
         path = self.workdir / "pdns.log"

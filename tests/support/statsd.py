@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.bind import free_port
+from tests.support.servers import stop_process
 
 HOST = "127.0.0.1"
 INSTALL = "apt-get install -y nodejs npm && npm install --global --omit=optional statsd@0.9.0"
@@ -146,13 +147,7 @@ class StatsdReceiver:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self.process = None
 
 
