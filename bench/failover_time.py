@@ -35,28 +35,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import DOMAIN, EAST, WEST, percentile, two_regions, wait  # noqa: E402
+
 from failover.adapters.rfc2136 import Rfc2136Adapter  # noqa: E402
 from failover.localgw import LocalGateway, ThreadedGateways  # noqa: E402
 from tests.support.bind import free_port, start_bind  # noqa: E402
-
-DOMAIN = "api.example.com"
-EAST = {"east-a": "127.0.0.11", "east-b": "127.0.0.12"}
-WEST = {"west-a": "127.0.0.21", "west-b": "127.0.0.22"}
-
-
-def wait(condition, deadline: float, what: str, step: float = 0.01) -> float:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return time.monotonic()
-        time.sleep(step)
-    raise TimeoutError(f"{what} not within {deadline}s")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def client(port: int, stop: threading.Event, every: float = 0.04) -> None:
@@ -106,10 +89,7 @@ def main() -> int:
             policy = {
                 "service": "bench",
                 "observer": "east",
-                "regions": [
-                    {"name": "east", "priority": 10, "gateways": [{"name": n, "address": a} for n, a in EAST.items()]},
-                    {"name": "west", "priority": 20, "gateways": [{"name": n, "address": a} for n, a in WEST.items()]},
-                ],
+                "regions": two_regions(),
                 "domains": [
                     {
                         "name": DOMAIN,

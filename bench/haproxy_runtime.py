@@ -47,6 +47,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import EAST, WEST, two_regions, wait  # noqa: E402
+
 from tests.support.haproxy import Haproxy, free_tcp_port, start_haproxy  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_proxy", ROOT / "bench" / "proxy.py")
@@ -55,8 +57,6 @@ bench_proxy = importlib.util.module_from_spec(_spec)
 sys.modules["bench_proxy"] = bench_proxy  # its dataclasses look their module up
 _spec.loader.exec_module(bench_proxy)
 
-EAST = {"east-a": "127.0.0.11", "east-b": "127.0.0.12"}
-WEST = {"west-a": "127.0.0.21", "west-b": "127.0.0.22"}
 GATEWAYS = """
 import asyncio, sys
 from failover.localgw import LocalGateway
@@ -75,15 +75,6 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def wait(condition: Any, deadline: float, what: str) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"{what}: not within {deadline}s")
-
-
 def start_region(gateways: dict[str, str], port: int) -> subprocess.Popen[str]:
     argv = [sys.executable, "-c", GATEWAYS, str(port), *(f"{n}={a}" for n, a in gateways.items())]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -97,10 +88,7 @@ def policy(tmp: Path, port: int, proxy: dict[str, Any]) -> Path:
     data = {
         "service": "bench",
         "observer": "east",
-        "regions": [
-            {"name": "east", "priority": 10, "gateways": [{"name": n, "address": a} for n, a in EAST.items()]},
-            {"name": "west", "priority": 20, "gateways": [{"name": n, "address": a} for n, a in WEST.items()]},
-        ],
+        "regions": two_regions(),
         "domains": [
             {
                 "name": "api.example.com",

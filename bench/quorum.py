@@ -57,6 +57,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import DOMAIN, EAST, WEST, percentile, two_regions, wait  # noqa: E402
+
 from failover.adapters.rfc2136 import Rfc2136Adapter  # noqa: E402
 from failover.adapters.zonefile import ZonefileAdapter  # noqa: E402
 from failover.demo._etcd import etcd_binary  # noqa: E402
@@ -69,24 +71,7 @@ from failover.store.etcd_client import EtcdClient  # noqa: E402
 from tests.support.bind import Bind, free_port, start_bind  # noqa: E402
 from tests.support.etcd import EtcdCluster, start_etcd  # noqa: E402
 
-DOMAIN = "api.example.com"
-EAST = {"east-a": "127.0.0.11", "east-b": "127.0.0.12"}
-WEST = {"west-a": "127.0.0.21", "west-b": "127.0.0.22"}
 EAST_ADDRS, WEST_ADDRS = sorted(EAST.values()), sorted(WEST.values())
-
-
-def wait(condition: Callable[[], bool], deadline: float, what: str, step: float = 0.01) -> float:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return time.monotonic()
-        time.sleep(step)
-    raise TimeoutError(f"{what} not within {deadline}s")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def figures(values: list[float]) -> dict[str, Any]:
@@ -121,10 +106,7 @@ def quorum_policy(bind: Bind, port: int, etcd: EtcdCluster, prefix: str) -> dict
     return {
         "service": "bench",
         "observer": "east",  # FAILOVER_OBSERVER says which one each process is
-        "regions": [
-            {"name": "east", "priority": 10, "gateways": [{"name": n, "address": a} for n, a in EAST.items()]},
-            {"name": "west", "priority": 20, "gateways": [{"name": n, "address": a} for n, a in WEST.items()]},
-        ],
+        "regions": two_regions(),
         "domains": [
             {
                 "name": DOMAIN,
