@@ -10,17 +10,16 @@ Order of start (stopped in reverse):
 4. the embedded proxy (``proxy:``) — see PROXY below;
 5. the admin API (``api:``) last, so that it never answers for a half-started daemon.
 
-After each evaluation one hook feeds the evaluation's snapshot to the metrics and
-the notifier (region down/up, changes made by other processes). It runs as a background task
-and never delays the next evaluation or a failover.
+After each evaluation one hook feeds the evaluation's own snapshot to the metrics and the
+notifier (region down/up, changes made by other processes): in memory, no I/O, so it never
+delays the next evaluation or a failover.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from failover import sdnotify
@@ -40,44 +39,19 @@ log = logging.getLogger("failover.services")
 Stop = Callable[[], Awaitable[None]]
 
 
-class StateWatcher:
-    """The after-evaluation hook: one snapshot per evaluation, off the event loop, never two at once."""
+def state_hook(daemon: Daemon, metrics: Metrics, notifier: Notifier | None) -> Callable[[list[DomainOutcome]], None]:
+    """The after-evaluation hook: the evaluation's own snapshot goes to the metrics and the
+    notifier (no second pass over the streaks: that would cost the probes the GIL)."""
 
-    def __init__(self, daemon: Daemon, metrics: Metrics, notifier: Notifier | None = None) -> None:
-        self.daemon = daemon
-        self.metrics = metrics
-        self.notifier = notifier
-        self._task: asyncio.Task[None] | None = None
-        self._pending: list[DomainOutcome] | None = None
+    def observe(outcomes: list[DomainOutcome]) -> None:
+        metrics.observe_decisions(outcomes)
+        snap = daemon.coordinator.last_snapshot
+        if snap is not None:
+            metrics.observe(snap)
+            if notifier is not None:
+                notifier.observe(outcomes, snap)
 
-    def __call__(self, outcomes: list[DomainOutcome]) -> None:
-        self.metrics.observe_decisions(outcomes)
-        if self._task is not None and not self._task.done():
-            self._pending = outcomes  # the running one is followed by the newest
-            return
-        self._task = asyncio.create_task(self._watch(outcomes), name="state-watcher")
-
-    async def _watch(self, outcomes: Sequence[DomainOutcome]) -> None:
-        while True:
-            coordinator = self.daemon.coordinator
-            try:  # the evaluation's own snapshot: a second full pass would cost the probes the GIL
-                last = coordinator.last_snapshot
-                snap = last if last is not None else await asyncio.to_thread(coordinator.snapshot)
-            except FailoverError as exc:
-                log.warning("cannot take a snapshot for metrics and alerts: %s", exc)
-            else:
-                self.metrics.observe(snap)
-                if self.notifier is not None:
-                    self.notifier.observe(outcomes, snap)
-            if self._pending is None:
-                return
-            outcomes, self._pending = self._pending, None
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+    return observe
 
 
 async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
@@ -121,8 +95,7 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
             stops.append(dispatcher.stop)
             daemon.coordinator.events.subscribe(notifier.on_event)
             log.info("alerts: %s", ", ".join(s.name for s in dispatcher.sinks))
-        watcher = StateWatcher(daemon, metrics, notifier)
-        stops.append(watcher.stop)
+        after_evaluation = state_hook(daemon, metrics, notifier)
 
         # 4. the embedded proxy: routing follows a verdict at once and every decision after it
         if policy.proxy is not None and policy.proxy.kind == "haproxy":  # or an existing HAProxy, the same way
@@ -172,7 +145,7 @@ async def start_services(daemon: Daemon) -> Callable[[], Awaitable[None]]:
             daemon.after_evaluation.append(follow)
             log.info("proxy listening on %s:%d", *proxy.address)
 
-        daemon.after_evaluation.append(watcher)
+        daemon.after_evaluation.append(after_evaluation)
         # 5. the admin API
         if policy.api is not None:
             from failover.api import ApiServer

@@ -97,9 +97,9 @@ class Observations:
     def flush(self, moved_only: bool = False) -> None:
         """Write the streaks recorded since the last flush (cron runs keep counting across runs).
 
-        ``moved_only`` (the daemon's evaluations on a verdict change) writes only the streaks
-        whose status moved: at thousands of targets, writing every count each time cost more
-        than the evaluation; the rest wait for the next full flush (the periodic reconcile)."""
+        ``moved_only`` (the daemon's evaluations) writes only the streaks whose status moved:
+        at thousands of targets, writing every count each time cost more than the evaluation;
+        the rest wait for the next full flush (when the daemon stops)."""
         with self._lock:
             if moved_only:
                 flushed = self._flushed_status
