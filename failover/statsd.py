@@ -136,15 +136,14 @@ class StatsdSink:
         self._sending = threading.Lock()  # one send at a time (the periodic one, the last one)
 
     # -- wiring ---------------------------------------------------------------------------
-    async def start(self, daemon: Daemon, wrap_probes: bool = True) -> None:
-        """Listen to the daemon (probes, events, decisions), then start the periodic send.
-        Without ``wrap_probes`` the caller feeds ``observe_probe`` itself."""
+    async def start(self, daemon: Daemon) -> None:
+        """Listen to the daemon (probes, events, decisions), then start the periodic send."""
         self._daemon = daemon
         self._loop = asyncio.get_running_loop()
-        if wrap_probes:  # before the first await: no probe result is missed from here on
-            for key, probe in list(daemon.app.probes.items()):
-                daemon.app.probes[key] = self.wrap(key, probe)
-            daemon.probe_wrappers.append(self.wrap)  # the probes of gateways discovered later
+        # before the first await: no probe result is missed from here on
+        for key, probe in list(daemon.app.probes.items()):
+            daemon.app.probes[key] = self.wrap(key, probe)
+        daemon.probe_wrappers.append(self.wrap)  # the probes of gateways discovered later
         daemon.coordinator.events.subscribe(self.on_event)
         daemon.after_evaluation.append(self.observe_decisions)
         await asyncio.to_thread(self._connect)
@@ -212,10 +211,6 @@ class StatsdSink:
 
     def wrap(self, key: StreakKey, probe: Probe) -> Probe:
         return TimedProbe(probe, self.tally(key, probe.target.region), self)
-
-    def observe_probe(self, key: StreakKey, region: str, result: ProbeResult) -> None:
-        """One probe result, for a caller that does not let ``start`` wrap the probes."""
-        self.record(self.tally(key, region), result)
 
     def record(self, tally: ProbeTally, result: ProbeResult) -> None:
         """On the event loop's thread: an int, and a timer sample the client keeps or drops."""
@@ -314,8 +309,10 @@ class StatsdSink:
     def _send_health(self, client: DogStatsd) -> None:
         if self._daemon is None:
             return
-        try:
-            snap = self._daemon.coordinator.snapshot()
+        coordinator = self._daemon.coordinator
+        try:  # the last evaluation's (at most a reconcile interval old): no second pass over the streaks
+            last = coordinator.last_snapshot
+            snap = last if last is not None else coordinator.snapshot()
         except Exception as exc:  # the store may be away: the counters still go out
             log.warning("statsd: no snapshot for the health gauges: %s", exc)
             return
